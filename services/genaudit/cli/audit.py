@@ -1,0 +1,137 @@
+"""``genaudit audit``: the embedded default, one command from image folders to a metrics report.
+
+No Redis, no S3: an in-process record store and a local folder behind the same interfaces, and the same
+job runner the Celery workers use. Each folder becomes a dataset (refused files are skipped with a
+message), then ONE metrics job scores the generated folders against the real one.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from genaudit.errors import GenauditError
+from genaudit.jobs.models import Job, JobType
+from genaudit.settings import Settings
+
+console = Console()
+TENANT = "local"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files below ``folder``, recursively, in a stable order."""
+    if not folder.is_dir():
+        raise typer.BadParameter(f"{folder} is not a folder")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise typer.BadParameter(f"{folder} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
+def _ingest_folder(ctx, folder: Path) -> str:  # ctx: WorkerContext (import deferred: torch-free CLI start)
+    from genaudit.images import ImageLimits
+    from genaudit.jobs.datasets import commit_dataset, ingest_image, safe_object_name
+
+    limits = ImageLimits.from_settings(ctx.settings)
+    dataset = ctx.records.create_dataset(TENANT, folder.name or "dataset")
+    refused = 0
+    for path in image_files(folder):
+        try:
+            ingest_image(ctx.store, limits, TENANT, dataset.id, safe_object_name(str(path.relative_to(folder))),
+                         path.read_bytes())
+        except GenauditError as exc:
+            refused += 1
+            console.print(f"[yellow]skipped[/yellow] {path}: {exc.message}")
+    dataset = commit_dataset(ctx.records, ctx.store, TENANT, dataset.id)
+    console.print(f"dataset [bold]{folder}[/bold]: {dataset.image_count} images stored, {refused} refused")
+    return dataset.id
+
+
+def run_job_with_progress(ctx, job: Job, title: str) -> Job:
+    """Run ``job`` in-process (the same runner as the workers) while drawing its progress."""
+    from genaudit.worker.runner import execute_job
+
+    runner = threading.Thread(target=execute_job, args=(job.id, ctx), daemon=True)
+    runner.start()
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+                  TextColumn("{task.fields[message]}"), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task(title, total=1.0, message="queued")
+        while not job.state.terminal:
+            job = ctx.records.wait_for_change(TENANT, job.id, job.version, timeout_s=0.5)
+            bar.update(task, completed=job.progress, message=job.message)
+    runner.join()
+    return job
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}g}"
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    """The set-level numbers of a metrics job's summary.json, one row per generated set."""
+    space = summary["feature_space"]
+    frechet = "FID" if summary["frechet_is_fid"] else f"Fréchet ({space})"
+    table = Table(title=f"against {summary['real']['name']} ({summary['real']['n_images']} images), k="
+                        f"{summary['parameters']['k']}, PRDC k={summary['parameters']['prdc_k']}")
+    for column in ("set", "images", "skipped", "in manifold", "mean rarity", "median rarity", frechet, "KID",
+                   "precision", "recall", "density", "coverage"):
+        table.add_column(column, justify="left" if column == "set" else "right")
+    for entry in summary["generated"]:
+        m = entry["metrics"]
+        table.add_row(
+            entry["name"], str(entry["n_images"]), str(entry["n_failed"]), f"{100 * m['in_manifold_fraction']:.1f}%",
+            _number(m["mean_rarity"]), _number(m["median_rarity"]), _number(m["frechet_distance"]),
+            f"{_number(m['kid_mean'], 3)} ± {_number(m['kid_std'], 2)}",
+            *(_number(m[name], 3) for name in ("precision", "recall", "density", "coverage")),
+        )
+    return table
+
+
+def audit(
+    real: Annotated[Path, typer.Argument(help="Folder of real images (the reference set).")],
+    generated: Annotated[list[Path], typer.Argument(help="Folders of generated images to audit (1 to 8).")],
+    out: Annotated[Path, typer.Option(help="Where results go (a local object store folder).")] = Path("out/audit"),
+    feature_space: Annotated[str, typer.Option(help="Feature space of the metrics.")] = "efficientnet-lite0",
+    k: Annotated[int, typer.Option(help="k of the k-NN balls for rarity and realism.")] = 3,
+    prdc_k: Annotated[int, typer.Option(help="k of the k-NN balls for precision/recall/density/coverage.")] = 5,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+) -> None:
+    """Score the GENERATED folders against the REAL one (rarity, PRDC, Fréchet distance, KID) and write a
+    report, a summary and a per-image table under OUT (embedded mode)."""
+    from genaudit.jobs.specs import validate_spec
+    from genaudit.worker.context import WorkerContext
+
+    settings = replace(Settings.from_env(), redis_url="", broker_url="", s3_endpoint="", store_dir=out.resolve())
+    ctx = WorkerContext.from_settings(settings)
+    try:
+        real_id = _ingest_folder(ctx, real)
+        generated_ids = [_ingest_folder(ctx, folder) for folder in generated]
+        spec = validate_spec(JobType.METRICS, {
+            "real_dataset_id": real_id, "generated_dataset_ids": generated_ids, "feature_space": feature_space,
+            "k": k, "prdc_k": prdc_k, "batch_size": batch_size,
+        })
+        job, _ = ctx.records.create_job(TENANT, JobType.METRICS, spec)
+        job = run_job_with_progress(ctx, job, f"metrics against {real.name}")
+    except GenauditError as exc:
+        console.print(f"[red]error[/red]: {exc.message}")
+        raise typer.Exit(2) from None
+    if job.error:
+        console.print(f"[red]{job.state}[/red]: {job.error}")
+        raise typer.Exit(1)
+    console.print(summary_table(json.loads(ctx.store.get_bytes(job.result_keys["summary"]))))
+    for name in ("report", "summary", "per_image", "rarity_histogram"):
+        console.print(f"  {name}: {settings.store_dir / job.result_keys[name]}", soft_wrap=True)
+    console.print(f"[green]done[/green]: results under {settings.store_dir}", soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(audit)

@@ -1,0 +1,1 @@
+"""Offline sources of real images (photos that ship inside PyPI packages) for demos and tests."""

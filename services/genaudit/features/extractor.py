@@ -1,0 +1,117 @@
+"""Feature extractors: a verified network plus its preprocessing, built once per process and space."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import torch
+from PIL import Image
+from torch import nn
+
+from genaudit.errors import FailedPrecondition, InvalidArgument
+from genaudit.features.networks import build_feature_network
+from genaudit.features.preprocessing import preprocess_image
+from genaudit.features.spaces import DEFAULT_SPACE, FeatureSpace, get_space
+from genaudit.features.weights import load_state_dict, normalize_expected_sha256, resolve_weights
+from genaudit.settings import Settings
+from genaudit.storage.base import ObjectStore
+
+
+class FeatureExtractor:
+    """Maps preprocessed image batches to features of one space.
+
+    ``preprocessing_id`` names everything besides the space that decides the features of an image: the
+    preprocessing steps and the sha256 of the weights file (user weights pinned with ``expected_sha256``
+    must not share cache entries with the official ones). Use it, with ``name``, in cache keys.
+    """
+
+    def __init__(self, space: FeatureSpace, network: nn.Module, device: torch.device, weights_sha256: str):
+        self.space = space
+        self.name = space.name
+        self.dim = space.dim
+        self.input_size = space.input_size
+        self.weights_sha256 = weights_sha256
+        self.preprocessing_id = f"{space.preprocessing.id}:weights-sha256={weights_sha256}"
+        self.device = device
+        self._network = network
+
+    def __repr__(self) -> str:
+        return f"FeatureExtractor({self.name!r}, dim={self.dim}, device={str(self.device)!r})"
+
+    def preprocess(self, img: Image.Image) -> torch.Tensor:
+        """Float32 CPU tensor (3, input_size, input_size), the same steps for real and generated images."""
+        return preprocess_image(img, self.space.preprocessing)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        """Features (N, dim), float32 on the CPU, of a batch (N, 3, input_size, input_size) of
+        ``preprocess`` outputs."""
+        expected = (3, self.input_size, self.input_size)
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
+            raise InvalidArgument(f"{self.name} expects a batch of shape (N, {expected}), got {tuple(batch.shape)}")
+        with torch.inference_mode():
+            out = self._network(batch.to(self.device, torch.float32, non_blocking=True))
+            return out.float().cpu()
+
+
+_cache: dict[tuple[object, ...], FeatureExtractor] = {}
+_cache_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    # A lock held by another thread at fork time would stay locked forever in the child, and CUDA state
+    # does not survive a fork; CPU networks do (copy-on-write), so the child keeps those.
+    global _cache_lock
+    _cache_lock = threading.Lock()
+    for key in [k for k, e in _cache.items() if e.device.type != "cpu"]:
+        del _cache[key]
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InvalidArgument(f"invalid device {device!r}: use auto, cpu, cuda or cuda:N") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise FailedPrecondition(f"device {device!r} requested but CUDA is not available on this machine")
+    return resolved
+
+
+def get_extractor(
+    space: str = DEFAULT_SPACE,
+    device: str = "auto",
+    weights: str | None = None,
+    expected_sha256: str | None = None,
+    *,
+    settings: Settings | None = None,
+    store: ObjectStore | None = None,
+) -> FeatureExtractor:
+    """The extractor of ``space`` on ``device``, built on first use and cached for the process.
+
+    ``weights``: local path or ``s3://bucket/key`` of the weights file (see ``genaudit.features.weights``
+    for where it is looked up otherwise). ``expected_sha256`` replaces the pinned hash of the official
+    file (full hash or a prefix of at least 8 hex digits). ``settings`` defaults to
+    ``Settings.from_env()`` (weights_dir, S3); ``store`` serves s3:// URIs instead of
+    ``open_store(settings)``. Nothing touches CUDA before the first call. A prefork parent may build
+    CPU extractors for its children to inherit, but must not run them: once torch has run parallel CPU
+    work in a process, its forked children hang or crash in their own (libgomp thread pool); CUDA
+    extractors are never inherited (rebuilt in the child).
+    """
+    feature_space = get_space(space)
+    resolved_device = _resolve_device(device)
+    settings = settings or Settings.from_env()
+    expected = normalize_expected_sha256(expected_sha256) if expected_sha256 else None
+    key = (feature_space.name, str(resolved_device), weights, expected, settings)
+    with _cache_lock:
+        extractor = _cache.get(key)
+        if extractor is None:
+            path, sha256 = resolve_weights(feature_space, weights, expected, settings, store)
+            network = build_feature_network(feature_space.name, load_state_dict(path))
+            extractor = FeatureExtractor(feature_space, network.to(resolved_device), resolved_device, sha256)
+            _cache[key] = extractor
+        return extractor

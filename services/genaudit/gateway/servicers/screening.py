@@ -1,0 +1,41 @@
+"""ScreeningService: one image in, the detector's verdict out (batched with concurrent calls)."""
+
+from __future__ import annotations
+
+import grpc
+
+from genaudit.api.v1 import screening_pb2 as pb
+from genaudit.api.v1 import screening_pb2_grpc
+from genaudit.errors import FailedPrecondition, InvalidArgument
+from genaudit.gateway.context import GatewayContext
+from genaudit.images import decode_image, probe_image
+from genaudit.telemetry.metrics import SCREEN_LATENCY
+
+
+class ScreeningServicer(screening_pb2_grpc.ScreeningServiceServicer):
+    def __init__(self, ctx: GatewayContext) -> None:
+        self._ctx = ctx
+
+    def Screen(self, request: pb.ScreenRequest, context: grpc.ServicerContext):
+        batcher = self._ctx.batcher
+        if batcher is None:
+            raise FailedPrecondition(
+                "no detector model is configured on this gateway: screening is unavailable until one is deployed"
+            )
+        with SCREEN_LATENCY.time():
+            name = request.filename[:200] or "image"
+            if not request.image:
+                raise InvalidArgument("image is empty")
+            try:
+                probe_image(request.image, self._ctx.limits)  # header only: size, format, pixel count
+                image = decode_image(request.image, self._ctx.limits)
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"{name}: {exc.message}") from exc
+            verdict = batcher.screen(image, timeout_s=context.time_remaining())
+            threshold = batcher.screener.threshold
+            generated = verdict.probability_generated >= threshold
+            return pb.ScreenResponse(
+                probability_generated=verdict.probability_generated,
+                label=pb.SCREEN_LABEL_GENERATED if generated else pb.SCREEN_LABEL_REAL,
+                threshold=threshold, model_version=batcher.screener.version, evidence=verdict.evidence,
+            )

@@ -1,0 +1,58 @@
+"""Generator architectures with canonical layer names, safe loading of user weights, reference generators.
+
+- ``registry``: ``ARCHITECTURES`` (name -> ``ArchitectureSpec`` with bounded constructor params),
+  ``build_generator``, ``build_discriminator``; torch-free, so the gateway can validate configs.
+- ``loading``: ``load_generator(arch, weights, config, device)`` (safetensors only, checked before
+  allocation), ``save_generator``.
+- ``shipped``: ``shipped_generators()``, ``load_shipped(name)`` for the weights in ``weights/``.
+- ``recipes``: the training recipes of the shipped weights (``scripts/train_generator.py``).
+
+Importing this package does not import torch: the names that need it load on first access.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from genaudit.generators.registry import (
+    ARCHITECTURES,
+    ArchitectureSpec,
+    Param,
+    build_discriminator,
+    build_generator,
+    get_architecture,
+)
+
+if TYPE_CHECKING:
+    from genaudit.generators.base import Generator
+    from genaudit.generators.loading import load_generator, save_generator
+    from genaudit.generators.shipped import load_shipped, shipped_generators
+
+_LAZY = {
+    "Generator": "genaudit.generators.base",
+    "load_generator": "genaudit.generators.loading",
+    "save_generator": "genaudit.generators.loading",
+    "load_shipped": "genaudit.generators.shipped",
+    "shipped_generators": "genaudit.generators.shipped",
+}
+
+__all__ = [
+    "ARCHITECTURES",
+    "ArchitectureSpec",
+    "Generator",
+    "Param",
+    "build_discriminator",
+    "build_generator",
+    "get_architecture",
+    "load_generator",
+    "load_shipped",
+    "save_generator",
+    "shipped_generators",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,134 @@
+"""Registered generator architectures and validation of their constructor arguments.
+
+Torch-free on purpose: the gateway validates a job's ``arch`` and ``config`` with this module alone; the
+network classes are named by import path and imported only when a model is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from genaudit.errors import InvalidArgument
+
+
+@dataclass(frozen=True)
+class Param:
+    """One constructor argument: its type, default and bounds (``choices`` when only some values are valid)."""
+
+    kind: type  # int or bool
+    default: int | bool
+    minimum: int | None = None
+    maximum: int | None = None
+    choices: tuple[int, ...] | None = None
+    doc: str = ""
+
+    def validate(self, name: str, value: Any) -> int | bool:
+        # bool is a subclass of int: an int parameter must not accept True, nor a bool one accept 1.
+        if type(value) is not self.kind:
+            raise InvalidArgument(f"config {name!r} must be {self.kind.__name__}, got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise InvalidArgument(f"config {name!r} must be one of {list(self.choices)}, got {value}")
+        if self.minimum is not None and value < self.minimum:
+            raise InvalidArgument(f"config {name!r} must be >= {self.minimum}, got {value}")
+        if self.maximum is not None and value > self.maximum:
+            raise InvalidArgument(f"config {name!r} must be <= {self.maximum}, got {value}")
+        return value
+
+
+@dataclass(frozen=True)
+class ArchitectureSpec:
+    name: str
+    description: str
+    generator: str  # "module:Class" of the generator
+    discriminator: str  # "module:Class" of its training discriminator
+    params: Mapping[str, Param]
+    # Constructor arguments of the discriminator taken from the generator's config (same names).
+    discriminator_params: tuple[str, ...] = field(default=())
+
+    @property
+    def resolutions(self) -> tuple[int, ...]:
+        return self.params["resolution"].choices or ()
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        return self.params["out_channels"].choices or ()
+
+    def validate_config(self, config: Mapping[str, Any] | None) -> dict[str, int | bool]:
+        """Full constructor kwargs: ``config`` checked name by name against the bounds, defaults filled in."""
+        config = dict(config or {})
+        unknown = sorted(set(config) - set(self.params))
+        if unknown:
+            raise InvalidArgument(
+                f"unknown config keys for architecture {self.name!r}: {unknown}; known: {sorted(self.params)}"
+            )
+        return {name: p.validate(name, config.get(name, p.default)) for name, p in self.params.items()}
+
+
+_RESOLUTIONS = (8, 16, 32, 64, 128, 256)
+_CHANNELS = (1, 3)
+
+ARCHITECTURES: dict[str, ArchitectureSpec] = {
+    spec.name: spec
+    for spec in (
+        ArchitectureSpec(
+            name="dcgan",
+            description="DCGAN: transposed convolutions, batch norm, ReLU; tanh output",
+            generator="genaudit.generators.dcgan:DCGANGenerator",
+            discriminator="genaudit.generators.dcgan:DCGANDiscriminator",
+            params={
+                "latent_dim": Param(int, 100, 1, 1024, doc="length of the latent vector"),
+                "base_width": Param(int, 64, 4, 256, doc="channels before the output layer (ngf); x2 per block"),
+                "resolution": Param(int, 64, choices=_RESOLUTIONS, doc="output side in px"),
+                "out_channels": Param(int, 3, choices=_CHANNELS, doc="1 = grey, 3 = RGB"),
+            },
+            discriminator_params=("resolution",),
+        ),
+        ArchitectureSpec(
+            name="pggan",
+            description="PGGAN-style: nearest upsampling + 3x3 convs, pixel norm, equalized lr; fixed resolution",
+            generator="genaudit.generators.pggan:PGGANGenerator",
+            discriminator="genaudit.generators.pggan:PGGANDiscriminator",
+            params={
+                "latent_dim": Param(int, 512, 1, 1024, doc="length of the latent vector"),
+                "base_width": Param(int, 16, 4, 512, doc="channels of the last block; x2 per block towards 4x4"),
+                "max_width": Param(int, 512, 4, 1024, doc="cap on the channels of any block"),
+                "resolution": Param(int, 64, choices=_RESOLUTIONS, doc="output side in px"),
+                "out_channels": Param(int, 3, choices=_CHANNELS, doc="1 = grey, 3 = RGB"),
+                "equalized_lr": Param(bool, True, doc="equalized learning rate (run-time He scaling)"),
+            },
+            discriminator_params=("max_width", "resolution", "equalized_lr"),
+        ),
+    )
+}
+
+
+def get_architecture(name: str) -> ArchitectureSpec:
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise InvalidArgument(f"unknown generator architecture {name!r}; known: {sorted(ARCHITECTURES)}") from None
+
+
+def _import(path: str) -> Any:
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def build_generator(arch: str, config: Mapping[str, Any] | None = None) -> Any:
+    """A freshly initialized generator (a ``genaudit.generators.base.Generator``) of a validated config."""
+    spec = get_architecture(arch)
+    return _import(spec.generator)(**spec.validate_config(config))
+
+
+def build_discriminator(arch: str, config: Mapping[str, Any] | None = None, base_width: int | None = None) -> Any:
+    """The training discriminator matching a generator config (``base_width``: its own width, default the
+    generator's)."""
+    spec = get_architecture(arch)
+    full = spec.validate_config(config)
+    kwargs: dict[str, Any] = {name: full[name] for name in spec.discriminator_params}
+    kwargs["in_channels"] = full["out_channels"]
+    kwargs["base_width"] = spec.params["base_width"].validate("base_width", base_width or full["base_width"])
+    return _import(spec.discriminator)(**kwargs)

@@ -1,0 +1,30 @@
+"""Pipelines: the code each job type runs on a worker, looked up by JobType.
+
+A pipeline is ``run(job, ctx, progress) -> result_keys``: it reads its inputs from the object store,
+writes its results under content-addressed keys (``keys.result_prefix``), reports progress, checks for
+cancellation between batches and raises a GenauditError for anything the user should read. Modules are
+imported on first use: they need the science stack (torch), which this registry must not import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from genaudit.errors import FailedPrecondition
+from genaudit.jobs.models import Job, JobType
+from genaudit.worker.context import JobProgress, WorkerContext
+
+Pipeline = Callable[[Job, WorkerContext, JobProgress], dict[str, str]]
+
+_PIPELINE_MODULES: dict[JobType, str] = {
+    JobType.FEATURE_EXTRACTION: "genaudit.worker.pipelines.feature_extraction",
+    JobType.METRICS: "genaudit.worker.pipelines.metrics",
+}
+
+
+def pipeline_for(job_type: JobType) -> Pipeline:
+    module = _PIPELINE_MODULES.get(JobType(job_type))
+    if module is None:
+        raise FailedPrecondition(f"this worker has no pipeline for job type {job_type}")
+    return importlib.import_module(module).run
