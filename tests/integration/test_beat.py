@@ -28,7 +28,7 @@ from genaudit.worker.context import WorkerContext
 from genaudit.worker.dispatch import CeleryDispatcher, InProcessDispatcher
 from genaudit.worker.queues import queue_depths
 from genaudit.worker.schedules import ScheduleService, parse_cron, submit_scheduled_job
-from tests.integration.test_worker import REPO, WorkerHarness, celery_worker  # noqa: F401 (session fixture)
+from tests.fixtures.worker import REPO, WorkerHarness
 
 pytestmark = pytest.mark.integration
 
@@ -120,7 +120,7 @@ def test_run_schedule_task_creates_the_job_once_per_minute(
     monkeypatch.setattr(celery_app_module, "_context", None)
 
 
-def test_real_beat_fires_a_schedule_through_the_worker(celery_worker: WorkerHarness) -> None:  # noqa: F811
+def test_real_beat_fires_a_schedule_through_the_worker(celery_worker: WorkerHarness) -> None:
     url = celery_worker.url
     service = ScheduleService(Settings(redis_url=url), celery_worker.records)
     schedule = service.create("t-beat", "every minute", "* * * * *", FE, {"dataset_id": "ds_empty", "batch_size": 1})

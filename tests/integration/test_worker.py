@@ -13,154 +13,23 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-import redis
-import skimage.data
-from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from genaudit.jobs import MemoryRecordStore, RecordStore, RedisRecordStore, keys
-from genaudit.jobs.models import Job, JobState, JobType
-from genaudit.jobs.specs import validate_spec
+from genaudit.jobs import MemoryRecordStore, keys
+from genaudit.jobs.models import JobState, JobType
 from genaudit.settings import Settings
 from genaudit.storage import LocalStore
-from genaudit.worker.celery_app import create_celery_app
 from genaudit.worker.context import WorkerContext
-from genaudit.worker.dispatch import CeleryDispatcher, Dispatcher, InProcessDispatcher, open_dispatcher
+from genaudit.worker.dispatch import CeleryDispatcher, InProcessDispatcher, open_dispatcher
 from genaudit.worker.runner import execute_job
 from tests.fixtures.redis import free_port
+from tests.fixtures.worker import PHOTOS, WorkerHarness, upload_crops, upload_photos
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
-PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
-WORKER_DB = 3  # not the fixture's db 0, which other tests flush (that would drop kombu's queue bindings)
-
-
-@dataclass
-class WorkerHarness:
-    url: str
-    store: LocalStore
-    records: RecordStore
-    dispatcher: Dispatcher
-    proc: subprocess.Popen | None = None  # the worker process; None for the in-process dispatcher
-    prometheus_dir: Path | None = None
-
-    def submit(self, tenant: str, dataset_id: str, batch_size: int) -> Job:
-        spec = validate_spec(JobType.FEATURE_EXTRACTION, {"dataset_id": dataset_id, "batch_size": batch_size})
-        job, _ = self.records.create_job(tenant, JobType.FEATURE_EXTRACTION, spec)
-        self.dispatcher.submit(job)
-        return job
-
-    def follow(self, job: Job, until: callable, timeout_s: float = 60) -> tuple[Job, list[JobState]]:
-        """Wait (through wait_for_change) until ``until(job)``; returns it and the states seen."""
-        deadline = time.monotonic() + timeout_s
-        states = [job.state]
-        current = job
-        while not until(current):
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"timed out waiting on {current}"
-            current = self.records.wait_for_change(job.tenant, job.id, current.version, min(remaining, 5))
-            if current.state != states[-1]:
-                states.append(current.state)
-        return current, states
-
-    def worker_children(self) -> list[int]:
-        assert self.proc is not None
-        children = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    stat = (entry / "stat").read_text()
-                except OSError:
-                    continue
-                if int(stat.rsplit(")", 1)[1].split()[1]) == self.proc.pid:  # field 4: ppid
-                    children.append(int(entry.name))
-        return children
-
-
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def _jpeg(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
-
-
-def upload_photos(harness: WorkerHarness, tenant: str, corrupt: bool) -> str:
-    dataset = harness.records.create_dataset(tenant, "photos")
-    for name in PHOTOS:
-        harness.store.put_bytes(keys.dataset_image_key(tenant, dataset.id, f"{name}.png"),
-                                _png(getattr(skimage.data, name)()))
-    if corrupt:
-        broken = keys.dataset_image_key(tenant, dataset.id, "broken.jpg")
-        harness.store.put_bytes(broken, b"\xff\xd8\xff\xe0 not a jpeg")
-    return dataset.id
-
-
-def upload_crops(harness: WorkerHarness, tenant: str, count: int) -> str:
-    """``count`` distinct 160x160 JPEG crops of the photos: a dataset that takes seconds at batch size 1."""
-    dataset = harness.records.create_dataset(tenant, "crops")
-    photos = [skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.coffee()]
-    for i in range(count):
-        photo = photos[i % len(photos)]
-        y, x = (i * 7) % (photo.shape[0] - 160), (i * 13) % (photo.shape[1] - 160)
-        harness.store.put_bytes(keys.dataset_image_key(tenant, dataset.id, f"crop{i:03d}.jpg"),
-                                _jpeg(np.ascontiguousarray(photo[y:y + 160, x:x + 160])))
-    return dataset.id
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)  # warm shutdown
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-@pytest.fixture(scope="session")
-def celery_worker(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerHarness]:
-    url = f"{redis_server.rsplit('/', 1)[0]}/{WORKER_DB}"
-    redis.Redis.from_url(url).flushdb()
-    store_dir = tmp_path_factory.mktemp("worker-store")
-    log = tmp_path_factory.mktemp("worker-log") / "worker.log"
-    prometheus_dir = tmp_path_factory.mktemp("worker-prometheus")
-    env = {
-        **os.environ, "GENAUDIT_REDIS_URL": url, "GENAUDIT_STORE_DIR": str(store_dir), "GENAUDIT_DEVICE": "cpu",
-        "PYTHONPATH": str(REPO / "services"), "OMP_NUM_THREADS": "2", "PROMETHEUS_MULTIPROC_DIR": str(prometheus_dir),
-    }
-    celery = str(Path(sys.executable).with_name("celery"))
-    with log.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [celery, "-A", "genaudit.worker.celery_app", "worker", "-Q", "gpu,cpu", "-c", "1", "--pool", "prefork",
-             "-l", "info", "-n", f"test-{os.getpid()}@%h", "--without-gossip", "--without-mingle"],
-            env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO,
-        )
-    settings = Settings(redis_url=url, store_dir=store_dir)
-    app = create_celery_app(settings)
-    harness = WorkerHarness(url, LocalStore(store_dir), RedisRecordStore(url), CeleryDispatcher(app), proc,
-                            prometheus_dir)
-    try:
-        deadline = time.monotonic() + 60
-        while not app.control.ping(timeout=0.5):
-            assert proc.poll() is None, f"worker exited:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"worker not ready:\n{log.read_text()[-3000:]}"
-        yield harness
-    finally:
-        _stop(proc)
-        app.close()
-        print(log.read_text()[-4000:])  # shown by pytest only when a test failed
 
 
 def _objects(harness: WorkerHarness, prefix: str) -> dict[str, bytes]:
