@@ -514,6 +514,16 @@ def test_values_schema_rejects_bad_values(bad_values: dict[str, Any]) -> None:
         chart.validate_schema(chart.merge_values(bad_values))
 
 
+@pytest.mark.parametrize(("chart_file", "source"), [
+    ("alerts.yml", PROMETHEUS_DIR / "alerts.yml"),
+    ("grafana-dashboard.json", GRAFANA_DIR / "dashboards" / "genaudit.json"),
+])
+def test_chart_files_are_copies_of_the_deploy_files(chart_file: str, source: Path) -> None:
+    # Copies, not links: Helm packages no link that leaves the chart, and links do not survive every checkout.
+    copy_in_chart = CHART_DIR / "files" / chart_file
+    assert copy_in_chart.read_bytes() == source.read_bytes(), f"cp {source} {copy_in_chart}"
+
+
 def test_external_services_need_their_endpoints() -> None:
     values = merged(EXTERNAL_SERVICES)
     values["externalS3"]["endpoint"] = ""
