@@ -338,6 +338,32 @@ def test_watch_a_real_feature_extraction_job_to_its_results(gateway: Gateway) ->
     assert code == grpc.StatusCode.NOT_FOUND
 
 
+def test_metrics_job_checks_every_dataset_it_names_and_reports(gateway: Gateway) -> None:
+    real, generated = gateway.dataset_with_images(4), gateway.dataset_with_images(3)
+    empty = gateway.datasets.CreateDataset(dpb.CreateDatasetRequest(name="empty"), metadata=AUTH_A).dataset.id
+    others = gateway.datasets.CreateDataset(dpb.CreateDatasetRequest(name="b"), metadata=AUTH_B).dataset.id
+
+    def metrics_job(*generated_ids: str) -> jpb.SubmitJobRequest:
+        return jpb.SubmitJobRequest(spec=jpb.JobSpec(metrics=jpb.MetricsSpec(
+            real_dataset_id=real, generated_dataset_ids=list(generated_ids), k=2, prdc_k=2, kid_subset_size=3)))
+
+    # every generated dataset is checked, not only the real one
+    assert code_of(lambda: gateway.jobs.SubmitJob(metrics_job(generated, others), metadata=AUTH_A)
+                   )[0] == grpc.StatusCode.NOT_FOUND
+    code, details = code_of(lambda: gateway.jobs.SubmitJob(metrics_job(empty), metadata=AUTH_A))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and empty in details
+    code, details = code_of(lambda: gateway.jobs.SubmitJob(metrics_job(real), metadata=AUTH_A))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "cannot also be a generated" in details
+    assert list(gateway.jobs.ListJobs(jpb.ListJobsRequest(), metadata=AUTH_A).jobs) == []
+
+    submitted = gateway.jobs.SubmitJob(metrics_job(generated), metadata=AUTH_A).job
+    assert submitted.job_type == jpb.JOB_TYPE_METRICS
+    assert list(submitted.spec.metrics.generated_dataset_ids) == [generated] and submitted.spec.metrics.k == 2
+    final = list(gateway.jobs.WatchJob(jpb.WatchJobRequest(job_id=submitted.id), metadata=AUTH_A, timeout=120))[-1].job
+    assert final.state == jpb.JOB_STATE_SUCCEEDED, final.error
+    assert {"summary", "per_image", "report"} <= set(final.artifact_names)
+
+
 def test_schedules_are_per_tenant(gateway: Gateway) -> None:
     dataset_id = gateway.dataset_with_images(1)
     spec = jpb.JobSpec(feature_extraction=jpb.FeatureExtractionSpec(dataset_id=dataset_id))

@@ -23,6 +23,7 @@ class JobType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     JOB_TYPE_UNSPECIFIED: _ClassVar[JobType]
     JOB_TYPE_FEATURE_EXTRACTION: _ClassVar[JobType]
+    JOB_TYPE_METRICS: _ClassVar[JobType]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
@@ -31,6 +32,7 @@ JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
 JOB_TYPE_UNSPECIFIED: JobType
 JOB_TYPE_FEATURE_EXTRACTION: JobType
+JOB_TYPE_METRICS: JobType
 
 class FeatureExtractionSpec(_message.Message):
     __slots__ = ("dataset_id", "feature_space", "batch_size")
@@ -42,11 +44,33 @@ class FeatureExtractionSpec(_message.Message):
     batch_size: int
     def __init__(self, dataset_id: _Optional[str] = ..., feature_space: _Optional[str] = ..., batch_size: _Optional[int] = ...) -> None: ...
 
+class MetricsSpec(_message.Message):
+    __slots__ = ("real_dataset_id", "generated_dataset_ids", "feature_space", "k", "prdc_k", "batch_size", "kid_subsets", "kid_subset_size")
+    REAL_DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    GENERATED_DATASET_IDS_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_SPACE_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    PRDC_K_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    KID_SUBSETS_FIELD_NUMBER: _ClassVar[int]
+    KID_SUBSET_SIZE_FIELD_NUMBER: _ClassVar[int]
+    real_dataset_id: str
+    generated_dataset_ids: _containers.RepeatedScalarFieldContainer[str]
+    feature_space: str
+    k: int
+    prdc_k: int
+    batch_size: int
+    kid_subsets: int
+    kid_subset_size: int
+    def __init__(self, real_dataset_id: _Optional[str] = ..., generated_dataset_ids: _Optional[_Iterable[str]] = ..., feature_space: _Optional[str] = ..., k: _Optional[int] = ..., prdc_k: _Optional[int] = ..., batch_size: _Optional[int] = ..., kid_subsets: _Optional[int] = ..., kid_subset_size: _Optional[int] = ...) -> None: ...
+
 class JobSpec(_message.Message):
-    __slots__ = ("feature_extraction",)
+    __slots__ = ("feature_extraction", "metrics")
     FEATURE_EXTRACTION_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
     feature_extraction: FeatureExtractionSpec
-    def __init__(self, feature_extraction: _Optional[_Union[FeatureExtractionSpec, _Mapping]] = ...) -> None: ...
+    metrics: MetricsSpec
+    def __init__(self, feature_extraction: _Optional[_Union[FeatureExtractionSpec, _Mapping]] = ..., metrics: _Optional[_Union[MetricsSpec, _Mapping]] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("id", "job_type", "spec", "state", "progress", "message", "error", "artifact_names", "idempotency_key", "schedule_id", "attempts", "cancel_requested", "version", "create_time", "start_time", "finish_time")

@@ -33,8 +33,14 @@ WATCH_SLICE_S = 1.0
 
 
 def _dataset_ids(spec: dict[str, Any]) -> list[str]:
-    """Datasets a normalized spec reads: the fields named ``dataset_id`` or ``*_dataset_id``."""
-    return [v for k, v in sorted(spec.items()) if k == "dataset_id" or k.endswith("_dataset_id")]
+    """Datasets a normalized spec reads: fields ``dataset_id`` / ``*_dataset_id`` and lists ``*_dataset_ids``."""
+    ids: list[str] = []
+    for name, value in sorted(spec.items()):
+        if name == "dataset_id" or name.endswith("_dataset_id"):
+            ids.append(value)
+        elif name.endswith("_dataset_ids"):
+            ids.extend(value)
+    return ids
 
 
 def checked_spec(
