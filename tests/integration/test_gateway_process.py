@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -15,39 +13,19 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from genaudit.api.v1 import datasets_pb2 as dpb
 from genaudit.api.v1.datasets_pb2_grpc import DatasetServiceStub
-from genaudit.gateway.auth import hash_api_key
+from tests.fixtures.gateway_process import SERVE, gateway_env, wait_serving
 from tests.fixtures.redis import free_port
-
-SERVE = ("import logging; logging.basicConfig(level='INFO'); from genaudit.settings import Settings; "
-         "from genaudit.gateway.server import serve; serve(Settings.from_env())")
-
-
-def _wait_serving(health: health_pb2_grpc.HealthStub, proc: subprocess.Popen, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        try:
-            if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
-                    health_pb2.HealthCheckResponse.SERVING:
-                return
-        except grpc.RpcError:
-            pass
-        assert time.monotonic() < deadline, "gateway did not become SERVING"
-        time.sleep(0.2)
 
 
 def test_serve_exposes_metrics_and_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
     grpc_port, metrics_port = free_port(), free_port()
-    env = {**os.environ, "GENAUDIT_REDIS_URL": "", "GENAUDIT_S3_ENDPOINT": "", "GENAUDIT_STORE_DIR": str(tmp_path),
-           "GENAUDIT_GRPC_HOST": "127.0.0.1", "GENAUDIT_GRPC_PORT": str(grpc_port),
-           "GENAUDIT_METRICS_PORT": str(metrics_port), "GENAUDIT_API_KEYS": f"acme:{hash_api_key('k')}",
-           "GENAUDIT_API_KEYS_FILE": "", "GENAUDIT_SHUTDOWN_GRACE_S": "2", "GENAUDIT_DEVICE": "cpu"}
+    env = gateway_env(tmp_path, grpc_port, metrics_port)
     proc = subprocess.Popen([sys.executable, "-c", SERVE], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
-            _wait_serving(health, proc)
+            wait_serving(health, proc)
             DatasetServiceStub(channel).ListDatasets(dpb.ListDatasetsRequest(), metadata=(("x-api-key", "k"),))
             with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as reply:
                 text = reply.read().decode()
