@@ -319,3 +319,25 @@ def test_shipped_photo_generator_moved_towards_photo_statistics() -> None:
     assert (means - real_means).norm() < 0.35, (means, real_means)
     assert (fresh_means - real_means).norm() > 0.7  # the same check fails for an untrained net
     assert 0.5 * real_spread < spread < 2 * real_spread and fresh_spread < 0.5 * real_spread
+
+
+def test_samples_are_seeded_batch_independent_and_the_generator_outputs() -> None:
+    import numpy as np
+
+    from genaudit.generators import sample_images, to_uint8
+
+    torch.manual_seed(0)
+    generator = build_generator("pggan", SMALL_CONFIGS[2][1]).eval()
+    whole = np.stack([np.asarray(im) for im in sample_images(generator, 5, seed=7, batch_size=5)])
+    batched = np.stack([np.asarray(im) for im in sample_images(generator, 5, seed=7, batch_size=2)])
+    assert np.array_equal(whole, batched) and whole.shape == (5, 32, 32, 3) and whole.dtype == np.uint8
+    assert not np.array_equal(np.asarray(next(sample_images(generator, 1, seed=8))), whole[0])
+
+    # the generator's own output for the seed's latents, converted here directly
+    z = torch.randn(5, generator.latent_dim, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        expected = ((generator(z).clamp(-1, 1) + 1) * 127.5).round().permute(0, 2, 3, 1).to(torch.uint8)
+    assert np.array_equal(whole, expected.numpy())
+
+    grey = to_uint8(torch.tensor([-1.0, -0.999, 0.0, 1.0, 2.0]).view(1, 1, 1, 5))
+    assert grey.shape == (1, 1, 5, 1) and grey.ravel().tolist() == [0, 0, 128, 255, 255]

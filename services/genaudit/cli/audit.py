@@ -77,22 +77,28 @@ def _number(value: float | None, digits: int = 4) -> str:
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
-    """The set-level numbers of a metrics job's summary.json, one row per generated set."""
-    space = summary["feature_space"]
-    frechet = "FID" if summary["frechet_is_fid"] else f"Fréchet ({space})"
-    table = Table(title=f"against {summary['real']['name']} ({summary['real']['n_images']} images), k="
-                        f"{summary['parameters']['k']}, PRDC k={summary['parameters']['prdc_k']}")
-    for column in ("set", "images", "skipped", "in manifold", "mean rarity", "median rarity", frechet, "KID",
-                   "precision", "recall", "density", "coverage"):
-        table.add_column(column, justify="left" if column == "set" else "right")
-    for entry in summary["generated"]:
-        m = entry["metrics"]
-        table.add_row(
-            entry["name"], str(entry["n_images"]), str(entry["n_failed"]), f"{100 * m['in_manifold_fraction']:.1f}%",
-            _number(m["mean_rarity"]), _number(m["median_rarity"]), _number(m["frechet_distance"]),
-            f"{_number(m['kid_mean'], 3)} ± {_number(m['kid_std'], 2)}",
-            *(_number(m[name], 3) for name in ("precision", "recall", "density", "coverage")),
-        )
+    """The set-level numbers of a metrics job's summary.json: one column per generated set, so that the
+    table stays readable in an 80-column terminal however many metrics there are."""
+    frechet = "FID" if summary["frechet_is_fid"] else "Fréchet distance"
+    sets = summary["generated"]
+    table = Table(title=f"against {summary['real']['name']} ({summary['real']['n_images']} images) in "
+                        f"{summary['feature_space']}, k={summary['parameters']['k']}, "
+                        f"PRDC k={summary['parameters']['prdc_k']}")
+    table.add_column("metric")
+    for entry in sets:
+        table.add_column(entry["name"], justify="right", overflow="fold")
+    rows = {
+        "images (skipped)": lambda e, m: f"{e['n_images']} ({e['n_failed']})",
+        "in manifold": lambda e, m: f"{100 * m['in_manifold_fraction']:.1f}%",
+        "mean rarity": lambda e, m: _number(m["mean_rarity"]),
+        "median rarity": lambda e, m: _number(m["median_rarity"]),
+        frechet: lambda e, m: _number(m["frechet_distance"]),
+        "KID": lambda e, m: f"{_number(m['kid_mean'], 3)} ± {_number(m['kid_std'], 2)}",
+        **{name: (lambda e, m, name=name: _number(m[name], 3)) for name in ("precision", "recall", "density",
+                                                                             "coverage")},
+    }
+    for label, cell in rows.items():
+        table.add_row(label, *(cell(entry, entry["metrics"]) for entry in sets))
     return table
 
 

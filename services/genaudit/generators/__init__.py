@@ -5,6 +5,7 @@
 - ``loading``: ``load_generator(arch, weights, config, device)`` (safetensors only, checked before
   allocation), ``save_generator``.
 - ``shipped``: ``shipped_generators()``, ``load_shipped(name)`` for the weights in ``weights/``.
+- ``sampling``: ``sample_images`` (seeded samples as PIL images), ``to_uint8``.
 - ``recipes``: the training recipes of the shipped weights (``scripts/train_generator.py``).
 
 Importing this package does not import torch: the names that need it load on first access.
@@ -27,6 +28,7 @@ from genaudit.generators.registry import (
 if TYPE_CHECKING:
     from genaudit.generators.base import Generator
     from genaudit.generators.loading import load_generator, save_generator
+    from genaudit.generators.sampling import sample_images, to_uint8
     from genaudit.generators.shipped import load_shipped, shipped_generators
 
 _LAZY = {
@@ -35,6 +37,8 @@ _LAZY = {
     "save_generator": "genaudit.generators.loading",
     "load_shipped": "genaudit.generators.shipped",
     "shipped_generators": "genaudit.generators.shipped",
+    "sample_images": "genaudit.generators.sampling",
+    "to_uint8": "genaudit.generators.sampling",
 }
 
 __all__ = [
@@ -47,8 +51,10 @@ __all__ = [
     "get_architecture",
     "load_generator",
     "load_shipped",
+    "sample_images",
     "save_generator",
     "shipped_generators",
+    "to_uint8",
 ]
 
 

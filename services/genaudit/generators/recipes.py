@@ -26,6 +26,7 @@ from torch import nn
 from genaudit.features.weights import sha256_file
 from genaudit.generators.loading import save_generator
 from genaudit.generators.registry import build_discriminator, build_generator, get_architecture
+from genaudit.generators.sampling import to_uint8
 
 
 @dataclass(frozen=True)
@@ -215,12 +216,10 @@ def save_sample_grid(generator: nn.Module, path: Path, rng: torch.Generator, row
     """A rows x rows PNG grid of samples for fixed latents (1 px dark grey gutters)."""
     from PIL import Image
 
-    images = generator(generator.sample_latents(rows * rows, rng)).cpu()
-    images = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    n, c, h, w = images.shape
-    grid = torch.full((c, rows * (h + 1) + 1, rows * (w + 1) + 1), 64, dtype=torch.uint8)
+    images = to_uint8(generator(generator.sample_latents(rows * rows, rng)))
+    n, h, w, c = images.shape
+    grid = np.full((rows * (h + 1) + 1, rows * (w + 1) + 1, c), 64, dtype=np.uint8)
     for i in range(n):
         y, x = divmod(i, rows)
-        grid[:, 1 + y * (h + 1): 1 + y * (h + 1) + h, 1 + x * (w + 1): 1 + x * (w + 1) + w] = images[i]
-    array = grid.permute(1, 2, 0).numpy()
-    Image.fromarray(array[..., 0] if c == 1 else array).save(path)
+        grid[1 + y * (h + 1): 1 + y * (h + 1) + h, 1 + x * (w + 1): 1 + x * (w + 1) + w] = images[i]
+    Image.fromarray(grid[..., 0] if c == 1 else grid).save(path)

@@ -1,0 +1,26 @@
+"""Samples of a generator as 8-bit images: what audits, demos and sample grids consume."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+
+from genaudit.generators.base import Generator
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Generator outputs in [-1, 1], (N, C, H, W) -> uint8 (N, H, W, C), values clamped then rounded."""
+    scaled = ((images.detach().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return scaled.permute(0, 2, 3, 1).cpu().numpy()
+
+
+@torch.no_grad()
+def sample_images(generator: Generator, count: int, seed: int, batch_size: int = 64) -> Iterator[Image.Image]:
+    """``count`` samples for seeded latents, in order; reproducible across batch sizes and devices."""
+    latents = generator.sample_latents(count, torch.Generator().manual_seed(seed))
+    for start in range(0, count, batch_size):
+        for array in to_uint8(generator(latents[start:start + batch_size])):
+            yield Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
