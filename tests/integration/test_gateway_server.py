@@ -277,6 +277,13 @@ def test_submission_is_validated_before_a_job_exists(gateway: Gateway) -> None:
     assert code_of(lambda: gateway.jobs.SubmitJob(_feature_job("ds_unknown"), metadata=AUTH_A)
                    )[0] == grpc.StatusCode.NOT_FOUND
     assert code_of(lambda: gateway.jobs.SubmitJob(_feature_job(empty), metadata=AUTH_B))[0] == grpc.StatusCode.NOT_FOUND
+    # a job type this server does not know (a newer client's oneof field 15) arrives as an unknown field
+    newer_client_spec = jpb.JobSpec.FromString(bytes([15 << 3 | 2, 0]))
+    code, details = code_of(lambda: gateway.jobs.SubmitJob(jpb.SubmitJobRequest(spec=newer_client_spec),
+                                                            metadata=AUTH_A))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "no job type" in details
+    code, details = code_of(lambda: gateway.jobs.ListJobs(jpb.ListJobsRequest(job_type=99), metadata=AUTH_A))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "unknown job_type 99" in details
     assert list(gateway.jobs.ListJobs(jpb.ListJobsRequest(), metadata=AUTH_A).jobs) == []
     assert code_of(lambda: gateway.jobs.ListJobs(jpb.ListJobsRequest(page_size=5000), metadata=AUTH_A)
                    )[0] == grpc.StatusCode.INVALID_ARGUMENT
