@@ -22,6 +22,7 @@ from PIL import Image
 from typer.testing import CliRunner, Result
 
 from genaudit.cli import app
+from genaudit.cli.grpc_client import ClientError
 from genaudit.cli.job_specs import build_spec, job_type_names
 from genaudit.gateway.auth import hash_api_key
 from genaudit.gateway.context import GatewayContext, build_context
@@ -122,7 +123,7 @@ def photo_folder(root: Path) -> dict[str, bytes]:
 # --- the whole flow, on both stores -------------------------------------------------------------------------
 
 
-def test_upload_submit_watch_fetch(gateway: CliGateway, tmp_path: Path) -> None:
+def test_upload_submit_watch_fetch(gateway: CliGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     presigned = gateway.ctx.settings.s3_endpoint != ""
     valid = photo_folder(tmp_path / "photos")
 
@@ -173,6 +174,15 @@ def test_upload_submit_watch_fetch(gateway: CliGateway, tmp_path: Path) -> None:
     assert len(everything.stdout.split()) == len(artifacts)
     missing = gateway.run("results", "fetch", job_id, "nope", "--out", str(tmp_path / "x"))
     assert missing.exit_code == 2 and "no artifact 'nope'" in missing.stderr
+
+    if presigned:  # an object store this machine cannot reach: the artifact comes through the gateway
+        def unreachable(url: str, sink_factory: object, what: str) -> None:
+            raise ClientError(f"{what} failed: [Errno 111] Connection refused")
+
+        monkeypatch.setattr("genaudit.cli.downloads.http_get_to", unreachable)
+        again = gateway.json("results", "fetch", job_id, "features", "--out", str(tmp_path / "fallback"))
+        assert again["features"]["via"] == "stream"
+        assert (tmp_path / "fallback" / "features.npy").read_bytes() == (out / "features.npy").read_bytes()
 
 
 # --- errors -------------------------------------------------------------------------------------------------

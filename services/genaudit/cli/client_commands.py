@@ -354,10 +354,9 @@ def results_fetch(
     with rpc_errors(), conn.stubs() as stubs:
         written = fetch_artifacts(stubs, conn.metadata, job_id, names or [], out, err_console)
     if json_out:
-        print_json({a.name: {"path": str(p), "size_bytes": a.size_bytes,
-                             "via": "presigned" if a.download_url else "stream"} for a, p in written})
+        print_json({a.name: {"path": str(p), "size_bytes": a.size_bytes, "via": via} for a, p, via in written})
     else:
-        for _, path in written:
+        for _, path, _ in written:
             typer.echo(str(path))
 
 

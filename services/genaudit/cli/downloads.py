@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import Progress, TaskID
 
 from genaudit.api.v1 import results_pb2 as rpb
-from genaudit.cli.grpc_client import UNARY_TIMEOUT_S, ClientError, Stubs
+from genaudit.cli.grpc_client import UNARY_TIMEOUT_S, ClientError, Stubs, say
 from genaudit.cli.transfer import http_get_to, transfer_progress
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$")
@@ -100,7 +100,8 @@ def _from_stream(stubs: Stubs, metadata: tuple[tuple[str, str], ...], job_id: st
 
 
 def _fetch_one(stubs: Stubs, metadata: tuple[tuple[str, str], ...], job_id: str, artifact: rpb.Artifact,
-               dest: Path, progress: Progress, task: TaskID) -> None:
+               dest: Path, progress: Progress, task: TaskID) -> str:
+    """Download one artifact to ``dest``; returns how: "presigned" or "stream"."""
     sink = _Sink(dest)
     received = 0
 
@@ -109,36 +110,45 @@ def _fetch_one(stubs: Stubs, metadata: tuple[tuple[str, str], ...], job_id: str,
         received += n
         progress.update(task, advance=n)
 
+    def fresh() -> Callable[[bytes], None]:  # every attempt starts the file (and the bar) over
+        advance(-received)
+        sink.restart()
+        return lambda data: (sink.write(data), advance(len(data)))
+
+    via = "stream"
     try:
         if artifact.download_url:
-            def fresh() -> Callable[[bytes], None]:  # a retried GET starts the file (and the bar) over
-                advance(-received)
-                sink.restart()
-                return lambda data: (sink.write(data), advance(len(data)))
-
-            http_get_to(artifact.download_url, fresh, what=f"download of {artifact.name}")
-        else:
+            try:
+                http_get_to(artifact.download_url, fresh, what=f"download of {artifact.name}")
+                via = "presigned"
+            except ClientError as exc:
+                # e.g. an object-store endpoint this machine cannot reach: the gateway can still stream it
+                say(f"{exc}: fetching {artifact.name} through the gateway instead")
+        if via == "stream":
+            fresh()
             _from_stream(stubs, metadata, job_id, artifact, sink, advance)
         sink.commit(artifact.size_bytes)
     finally:
         sink.discard()
+    return via
 
 
 def fetch_artifacts(stubs: Stubs, metadata: tuple[tuple[str, str], ...], job_id: str, names: list[str],
-                    out_dir: Path, console: Console) -> list[tuple[rpb.Artifact, Path]]:
-    """Download the named artifacts (all when ``names`` is empty) of a job into ``out_dir``."""
+                    out_dir: Path, console: Console) -> list[tuple[rpb.Artifact, Path, str]]:
+    """Download the named artifacts (all when ``names`` is empty) of a job into ``out_dir``; returns
+    (artifact, path, "presigned" | "stream") for each."""
     listing = list_artifacts(stubs, metadata, job_id)
     chosen = select(list(listing.artifacts), names, job_id)
     if not chosen:
         raise ClientError(f"job {job_id} has no artifacts (yet): only a succeeded job has results")
     out_dir.mkdir(parents=True, exist_ok=True)
     targets = [(a, out_dir / local_name(a)) for a in chosen]
-    written: list[tuple[rpb.Artifact, Path]] = []
+    written: list[tuple[rpb.Artifact, Path, str]] = []
     with transfer_progress(console) as progress:
         task = progress.add_task("fetch", total=sum(a.size_bytes for a in chosen),
                                  files=f"0/{len(chosen)} files")
         for artifact, dest in targets:
-            _fetch_one(stubs, metadata, job_id, artifact, dest, progress, task)
-            written.append((artifact, dest))
+            via = _fetch_one(stubs, metadata, job_id, artifact, dest, progress, task)
+            written.append((artifact, dest, via))
             progress.update(task, files=f"{len(written)}/{len(chosen)} files")
     return written

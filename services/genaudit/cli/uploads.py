@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import Progress, TaskID
 
 from genaudit.api.v1 import datasets_pb2 as dpb
-from genaudit.cli.grpc_client import UNARY_TIMEOUT_S, Stubs, say
+from genaudit.cli.grpc_client import UNARY_TIMEOUT_S, ClientError, Stubs, say
 from genaudit.cli.transfer import http_put, transfer_progress
 from genaudit.errors import InvalidArgument
 from genaudit.images import ImageLimits, probe_image
@@ -125,11 +125,14 @@ class _Uploader:
         self.done += 1
         self.progress.update(self.task, advance=size, files=f"{self.done}/{self.total_files} files")
 
-    def _urls(self, names: list[str]) -> list[str]:
+    def urls(self, names: list[str]) -> list[str]:
         reply = self.stubs.datasets.GetUploadUrls(
             dpb.GetUploadUrlsRequest(dataset_id=self.dataset_id, filenames=names),
             metadata=self.metadata, timeout=UNARY_TIMEOUT_S)
         by_name = {u.filename: u.url for u in reply.urls}
+        missing = [name for name in names if not by_name.get(name)]
+        if missing:
+            raise ClientError(f"the gateway returned no upload URL for {', '.join(missing[:5])}")
         return [by_name[name] for name in names]
 
     def presigned(self, files: list[LocalFile], first_urls: list[str]) -> None:
@@ -139,7 +142,7 @@ class _Uploader:
         with ThreadPoolExecutor(max_workers=PUT_THREADS, thread_name_prefix="genaudit-put") as pool:
             for start in range(0, len(files), URL_BATCH):
                 batch = files[start:start + URL_BATCH]
-                urls = first_urls if start == 0 else self._urls([f.name for f in batch])
+                urls = first_urls if start == 0 else self.urls([f.name for f in batch])
                 futures = [(f, pool.submit(_put, f, url, self.limits)) for f, url in zip(batch, urls, strict=True)]
                 for file, future in futures:
                     results[file.name] = future.result()  # a failed transfer raises ClientError here
@@ -185,7 +188,7 @@ def upload_files(stubs: Stubs, metadata: tuple[tuple[str, str], ...], dataset_id
         uploader = _Uploader(stubs, metadata, dataset_id, progress, limits)
         first = files[:URL_BATCH]
         try:
-            first_urls = uploader._urls([f.name for f in first]) if first else []
+            first_urls = uploader.urls([f.name for f in first]) if first else []
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
                 raise
