@@ -12,7 +12,6 @@ import io
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -27,11 +26,13 @@ import numpy as np
 import pytest
 import redis
 import skimage.data
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2_grpc
 from PIL import Image
 
 from genaudit.gateway.auth import hash_api_key
 from genaudit.settings import Settings
+from tests.fixtures.gateway_process import wait_serving
+from tests.fixtures.processes import stop_process
 from tests.fixtures.redis import free_port
 from tests.fixtures.s3 import S3Server
 
@@ -58,13 +59,7 @@ class Service:
         assert self.proc.poll() is None, f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # graceful: the gateway drains, celery does a warm shutdown
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: the prefork children go too
-                self.proc.wait(timeout=10)
+        stop_process(self.proc, timeout_s=20, process_group=True)  # started in its own session
 
 
 def _start(name: str, args: list[str], env: dict[str, str], log: Path) -> Service:
@@ -72,22 +67,6 @@ def _start(name: str, args: list[str], env: dict[str, str], log: Path) -> Servic
         proc = subprocess.Popen([GENAUDIT, *args], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
                                 start_new_session=True)
     return Service(name, proc, log)
-
-
-def _wait_serving(gateway: Service, target: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    with grpc.insecure_channel(target) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while True:
-            gateway.alive()
-            try:
-                if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
-                        health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            assert time.monotonic() < deadline, f"gateway not SERVING:\n{gateway.tail()}"
-            time.sleep(0.2)
 
 
 def _wait_worker(worker: Service, redis_url: str) -> None:
@@ -166,7 +145,8 @@ def services(redis_server: str, s3_server: S3Server, tmp_path: Path) -> Iterator
                               tmp_path / "worker.log"))
         started.append(_start("gateway", ["serve"], env, tmp_path / "gateway.log"))
         target = f"127.0.0.1:{grpc_port}"
-        _wait_serving(started[1], target)
+        with grpc.insecure_channel(target) as channel:  # the logs are printed below when it fails
+            wait_serving(health_pb2_grpc.HealthStub(channel), started[1].proc, START_TIMEOUT_S)
         yield {"target": target, "metrics_port": metrics_port, "bucket": bucket, "redis_url": redis_url,
                "worker": started[0], "gateway": started[1], "s3": s3_server}
     finally:

@@ -26,7 +26,8 @@ import yaml
 from genaudit.api.v1 import datasets_pb2 as dpb
 from genaudit.api.v1.datasets_pb2_grpc import DatasetServiceStub
 from tests.fixtures.deploy_tools import promtool
-from tests.fixtures.gateway_process import GatewayProcess, running_gateway, stop_process
+from tests.fixtures.gateway_process import GatewayProcess, running_gateway
+from tests.fixtures.processes import stop_process
 from tests.fixtures.redis import free_port
 
 pytestmark = pytest.mark.integration
