@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTO_SRC := protos
 
-.PHONY: demo test lint protos bench system-deps venv clean
+.PHONY: demo test lint protos bench bench-gpu system-deps venv clean
 
 # Debian packages the tests need: Redis (broker), Prometheus + promtool (scrape and rule tests).
 system-deps:
@@ -43,6 +43,10 @@ protos: venv
 
 bench: venv
 	$(BIN)/python benchmarks/bench_metrics_cpu.py
+
+# On a GPU machine: rarity+PRDC at N = 50k/200k vs the matmul ceiling, extraction throughput vs forward.
+bench-gpu: venv
+	$(BIN)/python benchmarks/bench_gpu.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
