@@ -9,12 +9,15 @@ import urllib.request
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from genaudit.api.v1 import datasets_pb2 as dpb
 from genaudit.api.v1.datasets_pb2_grpc import DatasetServiceStub
 from tests.fixtures.gateway_process import SERVE, gateway_env, wait_serving
 from tests.fixtures.redis import free_port
+
+pytestmark = pytest.mark.integration
 
 
 def test_serve_exposes_metrics_and_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
