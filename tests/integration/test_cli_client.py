@@ -8,7 +8,6 @@ Records live in memory and jobs run on the in-process worker in both.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import subprocess
 import sys
@@ -18,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from typer.testing import CliRunner, Result
 
 from genaudit.cli import app
@@ -30,6 +28,7 @@ from genaudit.gateway.server import GatewayServer, build_server
 from genaudit.jobs.datasets import commit_dataset
 from genaudit.jobs.keys import dataset_image_key
 from genaudit.settings import Settings
+from tests.integration.test_gateway_server import png as random_png
 from tests.unit.test_gateway_screening import HighFrequencyTestScreener
 
 pytestmark = pytest.mark.integration
@@ -39,10 +38,7 @@ MAX_IMAGE = 1024 * 1024
 
 
 def png(seed: int, size: int = 32) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return random_png(seed, size)
 
 
 @dataclass

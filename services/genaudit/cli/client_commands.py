@@ -173,6 +173,16 @@ def datasets_get(dataset_id: Annotated[str, typer.Argument(metavar="ID", help="D
 # --- jobs -----------------------------------------------------------------------------------------------
 
 
+def _show_job(job, json_out: bool) -> None:
+    from genaudit.cli.grpc_client import out_console, print_json
+    from genaudit.cli.views import job_details
+
+    if json_out:
+        print_json(job)
+    else:
+        out_console().print(job_details(job))
+
+
 def _finish_watch(job, json_out: bool) -> None:
     """Print the outcome of a watched job; exit 1 unless it succeeded."""
     from genaudit.api.v1 import jobs_pb2 as jpb
@@ -230,17 +240,13 @@ def jobs_get(job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id.")
              target: TargetOption = None, api_key: ApiKeyOption = None, json_out: JsonOption = False) -> None:
     """Show one job."""
     from genaudit.api.v1 import jobs_pb2 as jpb
-    from genaudit.cli.grpc_client import UNARY_TIMEOUT_S, out_console, print_json, rpc_errors
-    from genaudit.cli.views import job_details
+    from genaudit.cli.grpc_client import UNARY_TIMEOUT_S, rpc_errors
 
     conn = _connect(target, api_key)
     with rpc_errors(), conn.stubs() as stubs:
         job = stubs.jobs.GetJob(jpb.GetJobRequest(job_id=job_id), metadata=conn.metadata,
                                 timeout=UNARY_TIMEOUT_S).job
-    if json_out:
-        print_json(job)
-    else:
-        out_console().print(job_details(job))
+    _show_job(job, json_out)
 
 
 @jobs_app.command("watch")
@@ -261,17 +267,13 @@ def jobs_cancel(job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id
                 target: TargetOption = None, api_key: ApiKeyOption = None, json_out: JsonOption = False) -> None:
     """Request cancellation (a queued job stops at once, a running one when its worker notices)."""
     from genaudit.api.v1 import jobs_pb2 as jpb
-    from genaudit.cli.grpc_client import UNARY_TIMEOUT_S, out_console, print_json, rpc_errors
-    from genaudit.cli.views import job_details
+    from genaudit.cli.grpc_client import UNARY_TIMEOUT_S, rpc_errors
 
     conn = _connect(target, api_key)
     with rpc_errors(), conn.stubs() as stubs:
         job = stubs.jobs.CancelJob(jpb.CancelJobRequest(job_id=job_id), metadata=conn.metadata,
                                    timeout=UNARY_TIMEOUT_S).job
-    if json_out:
-        print_json(job)
-    else:
-        out_console().print(job_details(job))
+    _show_job(job, json_out)
 
 
 def _state_values(states: list[str]) -> list[int]:
