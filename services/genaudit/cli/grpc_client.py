@@ -36,6 +36,7 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # unreachable gateway is reported instead of hanging. Streams (watch, upload, fetch) have none.
 UNARY_TIMEOUT_S = 120.0
 
+
 class ClientError(Exception):
     """A failure outside gRPC (an HTTP transfer, a size mismatch) reported like an RPC error."""
 
