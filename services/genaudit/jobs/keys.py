@@ -32,6 +32,14 @@ def result_prefix(tenant: str, content_hash: str) -> str:
     return f"tenants/{tenant}/results/{content_hash}/"
 
 
+def is_result_key_of(tenant: str, key: str) -> bool:
+    """Whether ``key`` names an object under the tenant's results (a model card a detect job may load): a
+    key of another tenant, or with ``..`` or empty segments, is not."""
+    prefix = result_prefix(tenant, "")
+    segments = key.split("/")
+    return key.startswith(prefix) and all(s and s not in {".", ".."} for s in segments)
+
+
 def feature_cache_prefix(tenant: str) -> str:
     """Cached feature arrays of a tenant's datasets (``genaudit.features.FeatureCache``), keyed by content:
     a reference set embedded once serves every later job of the tenant."""

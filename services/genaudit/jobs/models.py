@@ -25,6 +25,9 @@ class JobType(enum.StrEnum):
 
     FEATURE_EXTRACTION = "feature_extraction"
     METRICS = "metrics"
+    SPECTRUM = "spectrum"
+    DETECT = "detect"
+    TRAIN_DETECTOR = "train_detector"
 
 
 @dataclass

@@ -86,10 +86,64 @@ def real_not_among_generated(spec: dict[str, Any]) -> str:
     return ""
 
 
+def float_range(low: float, high: float, *, low_open: bool = False) -> Callable[[Any], str]:
+    """low <= v <= high (low < v with ``low_open``); NaN is outside every range."""
+    opening = "(" if low_open else "["
+
+    def check(value: float) -> str:
+        inside = (low < value if low_open else low <= value) and value <= high
+        return "" if inside else f"must be within {opening}{low}, {high}], got {value}"
+
+    return check
+
+
+def multiple_of(step: int, low: int, high: int) -> Callable[[Any], str]:
+    def check(value: int) -> str:
+        if low <= value <= high and value % step == 0:
+            return ""
+        return f"must be a multiple of {step} within {low}..{high}, got {value}"
+
+    return check
+
+
 def feature_space_name(value: str) -> str:
     from genaudit.features.spaces import SPACES  # torch-free registry of the spaces
 
     return "" if value in SPACES else f"unknown feature space {value!r}; known: {sorted(SPACES)}"
+
+
+DEFAULT_MODEL = "default"
+MODEL_CARD_SUFFIX = ".json"
+# The architectures genaudit.forensics.detectors registers (a unit test keeps the two in step); listed here
+# because the gateway validates specs without torch.
+DETECTOR_ARCHS = ("freqnet", "resnet50-rgb", "logdct-linear", "spectrum-logistic")
+
+
+def detector_model(value: str) -> str:
+    """"default" or the object key of a model card (``tenants/<tenant>/results/<hash>/<name>.json``);
+    whether the card exists and belongs to the job's tenant is checked where the tenant is known."""
+    if value == DEFAULT_MODEL:
+        return ""
+    parts = value.split("/")
+    if len(parts) == 5 and all(parts) and parts[0] == "tenants" and parts[2] == "results" \
+            and parts[4].endswith(MODEL_CARD_SUFFIX):
+        return ""
+    return (f"must be {DEFAULT_MODEL!r} or the key of a train_detector job's model card "
+            f"(tenants/<tenant>/results/<hash>/<name>{MODEL_CARD_SUFFIX}), got {value!r}")
+
+
+def detector_arch(value: str) -> str:
+    return "" if value in DETECTOR_ARCHS else f"unknown detector architecture {value!r}; known: {list(DETECTOR_ARCHS)}"
+
+
+def real_subset_of_scored(spec: dict[str, Any]) -> str:
+    outside = [d for d in spec["real_dataset_ids"] if d not in spec["dataset_ids"]]
+    return f"real_dataset_ids must be among dataset_ids; not there: {outside}" if outside else ""
+
+
+def real_and_generated_disjoint(spec: dict[str, Any]) -> str:
+    both = sorted(set(spec["real_dataset_ids"]) & set(spec["generated_dataset_ids"]))
+    return f"datasets cannot be both real and generated: {both}" if both else ""
 
 
 JOB_KINDS: dict[JobType, JobKind] = {
@@ -114,6 +168,43 @@ JOB_KINDS: dict[JobType, JobKind] = {
             "kid_subset_size": Field(int, 1000, check=int_range(2, 100_000)),
         },
         check=real_not_among_generated,
+    ),
+    JobType.SPECTRUM: JobKind(
+        queue=Queue.GPU,
+        fields={
+            "real_dataset_id": Field(str, check=non_empty),
+            "generated_dataset_ids": Field(list, check=distinct_names(1, 8), item=str),
+            # the spectral evidence needs a side of at least 20; 8 | size keeps block DCTs whole
+            "size": Field(int, 64, check=multiple_of(8, 24, 512)),
+            "max_images": Field(int, 1000, check=int_range(1, 100_000)),
+        },
+        check=real_not_among_generated,
+    ),
+    JobType.DETECT: JobKind(
+        queue=Queue.GPU,
+        fields={
+            "dataset_ids": Field(list, check=distinct_names(1, 16), item=str),
+            "real_dataset_ids": Field(list, [], check=distinct_names(0, 16), item=str),
+            "model": Field(str, DEFAULT_MODEL, check=detector_model),
+            "batch_size": Field(int, 64, check=int_range(1, 1024)),
+        },
+        check=real_subset_of_scored,
+    ),
+    JobType.TRAIN_DETECTOR: JobKind(
+        queue=Queue.GPU,
+        fields={
+            "real_dataset_ids": Field(list, check=distinct_names(1, 16), item=str),
+            "generated_dataset_ids": Field(list, check=distinct_names(1, 16), item=str),
+            "arch": Field(str, "freqnet", check=detector_arch),
+            "val_fraction": Field(float, 0.2, check=float_range(0.05, 0.5)),
+            "max_epochs": Field(int, 20, check=int_range(1, 1000)),
+            "blur_prob": Field(float, 0.1, check=float_range(0.0, 1.0)),
+            "jpeg_prob": Field(float, 0.1, check=float_range(0.0, 1.0)),
+            "crop": Field(int, 64, check=multiple_of(8, 8, 512)),
+            "target_fpr": Field(float, 0.01, check=float_range(0.0, 0.5, low_open=True)),
+            "seed": Field(int, 0, check=int_range(0, 2**31 - 1)),
+        },
+        check=real_and_generated_disjoint,
     ),
 }
 
@@ -140,8 +231,8 @@ def validate_spec(job_type: JobType, spec: dict[str, Any]) -> dict[str, Any]:
             normalized[name] = field.normalize(job_type, name, spec[name])
         elif field.default is _REQUIRED:
             raise InvalidArgument(f"{job_type} spec field {name!r} is required")
-        else:
-            normalized[name] = field.default
+        else:  # a list default is copied: specs never share a mutable value
+            normalized[name] = list(field.default) if field.kind is list else field.default
     problem = kind.check(normalized) if kind.check else ""
     if problem:
         raise InvalidArgument(f"{job_type} spec: {problem}")

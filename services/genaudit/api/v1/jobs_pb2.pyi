@@ -24,6 +24,9 @@ class JobType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_TYPE_UNSPECIFIED: _ClassVar[JobType]
     JOB_TYPE_FEATURE_EXTRACTION: _ClassVar[JobType]
     JOB_TYPE_METRICS: _ClassVar[JobType]
+    JOB_TYPE_SPECTRUM: _ClassVar[JobType]
+    JOB_TYPE_DETECT: _ClassVar[JobType]
+    JOB_TYPE_TRAIN_DETECTOR: _ClassVar[JobType]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
@@ -33,6 +36,9 @@ JOB_STATE_CANCELLED: JobState
 JOB_TYPE_UNSPECIFIED: JobType
 JOB_TYPE_FEATURE_EXTRACTION: JobType
 JOB_TYPE_METRICS: JobType
+JOB_TYPE_SPECTRUM: JobType
+JOB_TYPE_DETECT: JobType
+JOB_TYPE_TRAIN_DETECTOR: JobType
 
 class FeatureExtractionSpec(_message.Message):
     __slots__ = ("dataset_id", "feature_space", "batch_size")
@@ -64,13 +70,67 @@ class MetricsSpec(_message.Message):
     kid_subset_size: int
     def __init__(self, real_dataset_id: _Optional[str] = ..., generated_dataset_ids: _Optional[_Iterable[str]] = ..., feature_space: _Optional[str] = ..., k: _Optional[int] = ..., prdc_k: _Optional[int] = ..., batch_size: _Optional[int] = ..., kid_subsets: _Optional[int] = ..., kid_subset_size: _Optional[int] = ...) -> None: ...
 
+class SpectrumSpec(_message.Message):
+    __slots__ = ("real_dataset_id", "generated_dataset_ids", "size", "max_images")
+    REAL_DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    GENERATED_DATASET_IDS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    real_dataset_id: str
+    generated_dataset_ids: _containers.RepeatedScalarFieldContainer[str]
+    size: int
+    max_images: int
+    def __init__(self, real_dataset_id: _Optional[str] = ..., generated_dataset_ids: _Optional[_Iterable[str]] = ..., size: _Optional[int] = ..., max_images: _Optional[int] = ...) -> None: ...
+
+class DetectSpec(_message.Message):
+    __slots__ = ("dataset_ids", "real_dataset_ids", "model", "batch_size")
+    DATASET_IDS_FIELD_NUMBER: _ClassVar[int]
+    REAL_DATASET_IDS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    dataset_ids: _containers.RepeatedScalarFieldContainer[str]
+    real_dataset_ids: _containers.RepeatedScalarFieldContainer[str]
+    model: str
+    batch_size: int
+    def __init__(self, dataset_ids: _Optional[_Iterable[str]] = ..., real_dataset_ids: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., batch_size: _Optional[int] = ...) -> None: ...
+
+class TrainDetectorSpec(_message.Message):
+    __slots__ = ("real_dataset_ids", "generated_dataset_ids", "arch", "val_fraction", "max_epochs", "blur_prob", "jpeg_prob", "crop", "target_fpr", "seed")
+    REAL_DATASET_IDS_FIELD_NUMBER: _ClassVar[int]
+    GENERATED_DATASET_IDS_FIELD_NUMBER: _ClassVar[int]
+    ARCH_FIELD_NUMBER: _ClassVar[int]
+    VAL_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    MAX_EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    BLUR_PROB_FIELD_NUMBER: _ClassVar[int]
+    JPEG_PROB_FIELD_NUMBER: _ClassVar[int]
+    CROP_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FPR_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    real_dataset_ids: _containers.RepeatedScalarFieldContainer[str]
+    generated_dataset_ids: _containers.RepeatedScalarFieldContainer[str]
+    arch: str
+    val_fraction: float
+    max_epochs: int
+    blur_prob: float
+    jpeg_prob: float
+    crop: int
+    target_fpr: float
+    seed: int
+    def __init__(self, real_dataset_ids: _Optional[_Iterable[str]] = ..., generated_dataset_ids: _Optional[_Iterable[str]] = ..., arch: _Optional[str] = ..., val_fraction: _Optional[float] = ..., max_epochs: _Optional[int] = ..., blur_prob: _Optional[float] = ..., jpeg_prob: _Optional[float] = ..., crop: _Optional[int] = ..., target_fpr: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+
 class JobSpec(_message.Message):
-    __slots__ = ("feature_extraction", "metrics")
+    __slots__ = ("feature_extraction", "metrics", "spectrum", "detect", "train_detector")
     FEATURE_EXTRACTION_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
+    SPECTRUM_FIELD_NUMBER: _ClassVar[int]
+    DETECT_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_DETECTOR_FIELD_NUMBER: _ClassVar[int]
     feature_extraction: FeatureExtractionSpec
     metrics: MetricsSpec
-    def __init__(self, feature_extraction: _Optional[_Union[FeatureExtractionSpec, _Mapping]] = ..., metrics: _Optional[_Union[MetricsSpec, _Mapping]] = ...) -> None: ...
+    spectrum: SpectrumSpec
+    detect: DetectSpec
+    train_detector: TrainDetectorSpec
+    def __init__(self, feature_extraction: _Optional[_Union[FeatureExtractionSpec, _Mapping]] = ..., metrics: _Optional[_Union[MetricsSpec, _Mapping]] = ..., spectrum: _Optional[_Union[SpectrumSpec, _Mapping]] = ..., detect: _Optional[_Union[DetectSpec, _Mapping]] = ..., train_detector: _Optional[_Union[TrainDetectorSpec, _Mapping]] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("id", "job_type", "spec", "state", "progress", "message", "error", "artifact_names", "idempotency_key", "schedule_id", "attempts", "cancel_requested", "version", "create_time", "start_time", "finish_time")

@@ -10,7 +10,7 @@ import grpc
 
 from genaudit.api.v1 import jobs_pb2 as pb
 from genaudit.api.v1 import jobs_pb2_grpc
-from genaudit.errors import InvalidArgument, Unavailable
+from genaudit.errors import InvalidArgument, NotFound, Unavailable
 from genaudit.gateway.auth import current_tenant
 from genaudit.gateway.context import GatewayContext
 from genaudit.gateway.convert import (
@@ -21,8 +21,9 @@ from genaudit.gateway.convert import (
     spec_from_proto,
 )
 from genaudit.gateway.validation import require_id, require_page_size
+from genaudit.jobs import keys
 from genaudit.jobs.models import JobState, JobType
-from genaudit.jobs.specs import validate_spec
+from genaudit.jobs.specs import DEFAULT_MODEL, validate_spec
 from genaudit.telemetry.metrics import JOBS_SUBMITTED
 
 logger = logging.getLogger(__name__)
@@ -33,14 +34,22 @@ WATCH_SLICE_S = 1.0
 
 
 def _dataset_ids(spec: dict[str, Any]) -> list[str]:
-    """Datasets a normalized spec reads: fields ``dataset_id`` / ``*_dataset_id`` and lists ``*_dataset_ids``."""
+    """Datasets a normalized spec reads, each once: fields ``dataset_id`` / ``*_dataset_id`` and lists
+    ``dataset_ids`` / ``*_dataset_ids``."""
     ids: list[str] = []
     for name, value in sorted(spec.items()):
         if name == "dataset_id" or name.endswith("_dataset_id"):
             ids.append(value)
-        elif name.endswith("_dataset_ids"):
+        elif name == "dataset_ids" or name.endswith("_dataset_ids"):
             ids.extend(value)
-    return ids
+    return list(dict.fromkeys(ids))
+
+
+def _check_model(ctx: GatewayContext, tenant: str, spec: dict[str, Any]) -> None:
+    """A detect spec's model is "default" or the card of the tenant's own train_detector job."""
+    model = spec.get("model", DEFAULT_MODEL)
+    if model != DEFAULT_MODEL and not (keys.is_result_key_of(tenant, model) and ctx.store.exists(model)):
+        raise NotFound(f"unknown model {model!r}: give the model_card key of a train_detector job that succeeded")
 
 
 def checked_spec(
@@ -57,6 +66,8 @@ def checked_spec(
                 f"dataset {dataset_id} has no images: upload images first (after presigned uploads, "
                 "call CommitDataset so they are counted)"
             )
+    if job_type is JobType.DETECT:
+        _check_model(ctx, tenant, normalized)
     return job_type, normalized
 
 
