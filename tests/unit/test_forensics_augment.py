@@ -41,9 +41,7 @@ def _reference_blur(img: np.ndarray, sigma: float) -> np.ndarray:
         pad = [(0, 0)] * 3
         pad[axis] = (radius, radius)
         padded = np.pad(out, pad, mode="symmetric")
-        out = sum(
-            k * np.take(padded, np.arange(i, i + img.shape[axis]), axis=axis) for i, k in enumerate(kernel)
-        )
+        out = sum(k * np.take(padded, np.arange(i, i + img.shape[axis]), axis=axis) for i, k in enumerate(kernel))
     return out
 
 
