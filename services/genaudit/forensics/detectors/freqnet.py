@@ -1,0 +1,139 @@
+"""FreqNet: our frequency-aware detector, a learned selection of block-DCT channels plus the NPR residual.
+
+Two branches, each globally average-pooled, fused by one linear layer into the logit:
+
+- **DCT branch** (Xu et al., CVPR 2020): ``ycbcr_block_dct`` gives 192 channels at 1/8 resolution (8x8 DCT
+  coefficient (u, v) of Y, Cb, Cr as channel ``64 c + 8 u + v``), standardized per channel with fitted buffers
+  ``(d - mean_c) / std_c`` (``DCTChannelNorm``, :meth:`FreqNet.fit_normalization`). A learned gate
+  (:class:`ChannelGate`) keeps or drops each channel per image; a 1x1 convolution then ``depth`` residual
+  blocks (torchvision's ``BasicBlock``) follow. Xu et al. select statically low frequencies, which suits
+  recognition; generator artifacts sit in high frequencies, so the selection here is learned.
+- **Spatial branch** (NPR, Tan et al., CVPR 2024): the residual ``r = x - up(down(x))`` with nearest
+  down- and upsampling by 2 (``down`` keeps the top-left pixel of each 2x2 cell), which is exactly 0 on an
+  image nearest-upsampled on that grid and carries the local pixel correlations upsampling layers leave; a 3x3
+  convolution then ``depth`` residual blocks of stride 2.
+
+The default config has about 0.3 M parameters (1.2 MB of float32 weights). Inputs: (B, 3, H, W) in [0, 1]
+with H, W multiples of 8 (16 and up recommended: the DCT branch then sees at least 2x2 blocks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.resnet import BasicBlock
+
+from genaudit.forensics.dct import ycbcr_block_dct
+from genaudit.forensics.detectors.base import DetectorNet
+from genaudit.forensics.standardize import DCTChannelNorm
+
+DCT_CHANNELS = 192
+# Weight of the gate's sparsity penalty: regularization() = GATE_PENALTY x mean share of channels kept.
+# Small next to the BCE loss (0.69 at chance), so a channel is dropped only when it does not help.
+GATE_PENALTY = 0.01
+# Initial bias of the "keep" logit over "drop": training starts with (nearly) every channel on, so that the
+# penalty and the data, not the initialization, decide what is dropped.
+_KEEP_BIAS = 2.0
+
+
+class ChannelGate(nn.Module):
+    """Xu et al.'s dynamic channel selection: global average pool -> 1x1 convolution -> 2 logits (drop, keep)
+    per channel -> hard Gumbel-softmax.
+
+    The pool is of ``|d|`` (each standardized coefficient's mean magnitude over the image): AC coefficients
+    are signed and average to about 0, so their plain mean would tell the gate nothing. Training: a hard 0/1
+    sample per channel from ``gumbel_softmax(hard=True)``, whose straight-through gradient is that of the soft
+    sample. Eval: the deterministic argmax (ties drop).
+    """
+
+    def __init__(self, channels: int = DCT_CHANNELS) -> None:
+        super().__init__()
+        self.channels = channels
+        self.proj = nn.Conv2d(channels, 2 * channels, kernel_size=1)
+        with torch.no_grad():
+            self.proj.bias.view(channels, 2)[:, 1] += _KEEP_BIAS
+
+    def logits(self, d: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, 2) logits of (drop, keep) per channel."""
+        pooled = d.abs().mean(dim=(2, 3), keepdim=True)
+        return self.proj(pooled).reshape(d.shape[0], self.channels, 2)
+
+    def forward(self, d: torch.Tensor) -> torch.Tensor:
+        """(B, C) mask of 0.0 / 1.0, 1 = keep."""
+        logits = self.logits(d)
+        if self.training:
+            return F.gumbel_softmax(logits, tau=1.0, hard=True, dim=-1)[..., 1]
+        return logits.argmax(dim=-1).to(d.dtype)
+
+
+def _downsampling_block(in_channels: int, out_channels: int) -> BasicBlock:
+    skip = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=2, bias=False), nn.BatchNorm2d(out_channels))
+    return BasicBlock(in_channels, out_channels, stride=2, downsample=skip)
+
+
+def npr_residual(x: torch.Tensor) -> torch.Tensor:
+    """``x - up(down(x))``, nearest by 2 both ways (NPR), for even H and W: each pixel minus the top-left
+    pixel of its 2x2 cell."""
+    return x - x[..., ::2, ::2].repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
+
+
+class FreqNet(DetectorNet):
+    """See the module docstring. ``selected_channels`` is the (B, 192) bool mask of the last forward pass
+    (all True without a gate); ``gate_penalty`` the weight of :meth:`regularization`."""
+
+    input_size = None
+
+    def __init__(self, dct_width: int = 64, spatial_width: int = 32, depth: int = 2, gate: bool = True,
+                 spatial: bool = True, gate_penalty: float = GATE_PENALTY) -> None:
+        super().__init__()
+        self.gate_penalty = gate_penalty
+        self.register_buffer("dct_mean", torch.zeros(DCT_CHANNELS, 1, 1))
+        self.register_buffer("dct_std", torch.ones(DCT_CHANNELS, 1, 1))
+        self.gate = ChannelGate(DCT_CHANNELS) if gate else None
+        self.dct_branch = nn.Sequential(
+            nn.Conv2d(DCT_CHANNELS, dct_width, 1, bias=False), nn.BatchNorm2d(dct_width), nn.ReLU(inplace=True),
+            *(BasicBlock(dct_width, dct_width) for _ in range(depth)),
+        )
+        self.spatial_branch = nn.Sequential(
+            nn.Conv2d(3, spatial_width, 3, padding=1, bias=False), nn.BatchNorm2d(spatial_width),
+            nn.ReLU(inplace=True), *(_downsampling_block(spatial_width, spatial_width) for _ in range(depth)),
+        ) if spatial else None
+        self.head = nn.Linear(dct_width + (spatial_width if spatial else 0), 1)
+        self.selected_channels: torch.Tensor | None = None
+        self._selection_rate: torch.Tensor | None = None
+
+    def dct_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The standardized block-DCT channels (B, 192, H / 8, W / 8) the gate and the DCT branch see."""
+        return (ycbcr_block_dct(x) - self.dct_mean) / self.dct_std
+
+    @torch.no_grad()
+    def fit_normalization(self, batches: Iterable[torch.Tensor]) -> None:
+        """Per-channel mean and std of ``ycbcr_block_dct`` over the training batches (B, 3, H, W) in [0, 1]."""
+        norm = DCTChannelNorm().fit(ycbcr_block_dct(self.check_input(b).to(self.dct_mean.device)) for b in batches)
+        self.dct_mean.copy_(norm.mean.to(self.dct_mean))
+        self.dct_std.copy_(norm.std.to(self.dct_std))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.dct_input(self.check_input(x))
+        if self.gate is not None:
+            mask = self.gate(d)
+            d = d * mask[:, :, None, None]
+            self._selection_rate = mask.mean()
+            self.selected_channels = mask.detach() > 0.5
+        else:
+            self.selected_channels = torch.ones(d.shape[:2], dtype=torch.bool, device=d.device)
+        features = [self.dct_branch(d).mean(dim=(2, 3))]
+        if self.spatial_branch is not None:
+            features.append(self.spatial_branch(npr_residual(x)).mean(dim=(2, 3)))
+        return self.head(torch.cat(features, dim=1))[:, 0]
+
+    def regularization(self) -> torch.Tensor:
+        """``gate_penalty`` x the share of channels the gate kept in the last forward pass (over images and
+        channels; differentiable through the straight-through mask in training mode); 0 without a gate or
+        before any forward pass."""
+        if self._selection_rate is None:
+            return super().regularization()
+        return self.gate_penalty * self._selection_rate

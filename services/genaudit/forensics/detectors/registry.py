@@ -1,0 +1,94 @@
+"""Registered detector architectures and validation of their constructor arguments.
+
+Torch-free on purpose, like ``genaudit.generators.registry`` (whose ``Param`` it uses): the gateway validates a
+job's detector ``arch`` and ``config`` with this module alone; each net class is named by "module:Class" and
+imported only when a net is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from genaudit.errors import InvalidArgument
+from genaudit.generators.registry import Param, _import
+
+# Centre-crop sides a fixed-input baseline may take: multiples of 16, at least 32 (the spectral evidence that
+# goes with each verdict needs 20 px), at most the 256 px the detector crops test images to.
+_INPUT_SIZES = (32, 64, 128, 224, 256)
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    name: str
+    description: str
+    net: str  # "module:Class" of the nn.Module
+    params: Mapping[str, Param]
+
+    def validate_config(self, config: Mapping[str, Any] | None) -> dict[str, int | bool]:
+        """Full constructor kwargs: ``config`` checked name by name against the bounds, defaults filled in."""
+        config = dict(config or {})
+        unknown = sorted(set(config) - set(self.params))
+        if unknown:
+            raise InvalidArgument(
+                f"unknown config keys for detector architecture {self.name!r}: {unknown}; known: {sorted(self.params)}"
+            )
+        return {name: p.validate(name, config.get(name, p.default)) for name, p in self.params.items()}
+
+
+DETECTOR_ARCHITECTURES: dict[str, DetectorSpec] = {
+    spec.name: spec
+    for spec in (
+        DetectorSpec(
+            name="freqnet",
+            description="ours: learned-gate block-DCT branch (Xu et al.) + NPR residual branch, fused to one logit",
+            net="genaudit.forensics.detectors.freqnet:FreqNet",
+            params={
+                "dct_width": Param(int, 64, 8, 256, doc="channels of the DCT branch's residual CNN"),
+                "spatial_width": Param(int, 32, 4, 128, doc="channels of the spatial (NPR residual) branch"),
+                "depth": Param(int, 2, 1, 4, doc="residual blocks per branch"),
+                "gate": Param(bool, True, doc="learned DCT channel selection (off: all 192 channels)"),
+                "spatial": Param(bool, True, doc="spatial branch on the residual x - up(down(x))"),
+            },
+        ),
+        DetectorSpec(
+            name="resnet50-rgb",
+            description="Wang et al.: ResNet-50 on the ImageNet-normalized RGB image, 1-logit head",
+            net="genaudit.forensics.detectors.baselines:ResNet50RGB",
+            params={},
+        ),
+        DetectorSpec(
+            name="logdct-linear",
+            description="Frank et al.: log |2-D DCT| per channel, per-coefficient standardization, linear",
+            net="genaudit.forensics.detectors.baselines:LogDCTLinear",
+            params={"input_size": Param(int, 64, choices=_INPUT_SIZES, doc="centre-crop side in px")},
+        ),
+        DetectorSpec(
+            name="spectrum-logistic",
+            description="Durall et al.: azimuthal average of the grey FFT spectrum in dB, standardized, logistic",
+            net="genaudit.forensics.detectors.baselines:SpectrumLogistic",
+            params={"input_size": Param(int, 64, choices=_INPUT_SIZES, doc="centre-crop side in px")},
+        ),
+    )
+}
+
+
+def get_detector_architecture(name: str) -> DetectorSpec:
+    try:
+        return DETECTOR_ARCHITECTURES[name]
+    except KeyError:
+        raise InvalidArgument(
+            f"unknown detector architecture {name!r}; known: {sorted(DETECTOR_ARCHITECTURES)}"
+        ) from None
+
+
+def detector_net_class(arch: str) -> type:
+    """The nn.Module class of ``arch`` (imports torch)."""
+    return _import(get_detector_architecture(arch).net)
+
+
+def build_detector_net(arch: str, config: Mapping[str, Any] | None = None) -> Any:
+    """A freshly initialized detector net (a ``genaudit.forensics.detectors.base.DetectorNet``) of a
+    validated config."""
+    return detector_net_class(arch)(**get_detector_architecture(arch).validate_config(config))
