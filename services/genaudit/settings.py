@@ -41,6 +41,12 @@ class Settings:
     max_image_pixels: int = 40_000_000  # ~6300x6300; decompression bombs are refused before decoding
     max_images_per_dataset: int = 1_000_000
 
+    # --- screening --------------------------------------------------------------------------------
+    screen_backend: str = ""  # host:port of a detector server (genaudit detector-serve); "" = none
+    # The detector of `genaudit detector-serve` and, without a backend, of the embedded gateway:
+    # "default" (the shipped detector) or the path of a detector card (<name>.json next to its weights).
+    screen_model: str = "default"
+
     # --- workers ----------------------------------------------------------------------------------
     device: str = "auto"  # auto | cpu | cuda
     batch_size: int = 64

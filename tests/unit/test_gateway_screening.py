@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,8 +11,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from genaudit.errors import ResourceExhausted, Unavailable
-from genaudit.gateway.screening import MicroBatcher, Screener, ScreenVerdict
+from genaudit.errors import FailedPrecondition, GenauditError, InvalidArgument, ResourceExhausted, Unavailable
+from genaudit.gateway.screening import (
+    DetectorModel,
+    InProcessScreener,
+    MicroBatcher,
+    ModelInfo,
+    Screener,
+    ScreenImage,
+    ScreenVerdict,
+)
 
 
 class HighFrequencyTestScreener:
@@ -38,13 +47,23 @@ class HighFrequencyTestScreener:
         share = float(power[radius > 0.125].sum() / max(power.sum(), 1e-12))
         return ScreenVerdict(probability_generated=share, evidence={"high_frequency_share": share})
 
-    def screen_batch(self, images: list[Image.Image]) -> list[ScreenVerdict]:
+    def score_images(self, images: list[Image.Image]) -> list[ScreenVerdict]:
         with self._lock:
             self.batch_sizes.append(len(images))
         self.entered.set()
         if self._gate is not None:
             self._gate.wait(10)
         return [self.score(im) for im in images]
+
+    def screen_batch(self, images: list[ScreenImage]) -> list[ScreenVerdict | GenauditError]:
+        return list(self.score_images([i.image for i in images]))
+
+
+def screen_image(image: Image.Image) -> ScreenImage:
+    """What the servicer hands the batcher: the PNG bytes and the decoded image."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return ScreenImage(buf.getvalue(), image)
 
 
 def _images(n: int) -> list[Image.Image]:
@@ -67,7 +86,7 @@ def test_concurrent_calls_are_batched_and_routed_to_their_callers() -> None:
 
     def call(image: Image.Image) -> ScreenVerdict:
         start.wait()
-        return batcher.screen(image, timeout_s=10)
+        return batcher.screen(screen_image(image), timeout_s=10)
 
     try:
         with ThreadPoolExecutor(len(images)) as pool:
@@ -89,32 +108,101 @@ def test_full_queue_is_resource_exhausted_and_close_releases_waiters() -> None:
     screener = HighFrequencyTestScreener(gate)
     batcher = MicroBatcher(screener, max_batch=1, max_wait_ms=0, max_queue=2)
     image = _images(2)[0]
+    item = screen_image(image)
     with ThreadPoolExecutor(3) as pool:
-        running = pool.submit(batcher.screen, image, 10)
+        running = pool.submit(batcher.screen, item, 10)
         assert screener.entered.wait(5)  # first image is being scored, the queue is empty again
-        queued = [pool.submit(batcher.screen, image, 10) for _ in range(2)]
+        queued = [pool.submit(batcher.screen, item, 10) for _ in range(2)]
         for _ in range(500):  # both queued calls are in the queue (the batcher is stuck on the first)
             if batcher._queue.qsize() == 2:
                 break
             time.sleep(0.01)
         with pytest.raises(ResourceExhausted, match="screening queue is full"):
-            batcher.screen(image, timeout_s=1)
+            batcher.screen(item, timeout_s=1)
         gate.set()
         assert running.result(5).probability_generated == screener.score(image).probability_generated
         assert all(q.result(5) for q in queued)
     batcher.close()
     with pytest.raises(Unavailable, match="shutting down"):
-        batcher.screen(image, timeout_s=1)
+        batcher.screen(item, timeout_s=1)
 
 
 def test_screener_failure_reaches_every_caller_of_the_batch() -> None:
     class BrokenTestScreener(HighFrequencyTestScreener):
-        def screen_batch(self, images: list[Image.Image]) -> list[ScreenVerdict]:
+        def screen_batch(self, images: list[ScreenImage]) -> list[ScreenVerdict | GenauditError]:
             return super().screen_batch(images)[:-1]  # one verdict short: a contract violation
 
     batcher = MicroBatcher(BrokenTestScreener(), max_batch=4, max_wait_ms=50)
     try:
         with pytest.raises(RuntimeError, match="verdicts for"):
-            batcher.screen(_images(2)[0], timeout_s=5)
+            batcher.screen(screen_image(_images(2)[0]), timeout_s=5)
     finally:
         batcher.close()
+
+
+def test_an_error_for_one_image_reaches_only_its_caller() -> None:
+    class PickyTestScreener(HighFrequencyTestScreener):
+        """Refuses images whose encoded bytes are not PNG: proves the bytes, not only pixels, arrive."""
+
+        def screen_batch(self, images: list[ScreenImage]) -> list[ScreenVerdict | GenauditError]:
+            verdicts = super().screen_batch(images)
+            return [v if i.data.startswith(b"\x89PNG") else InvalidArgument("not a PNG")
+                    for i, v in zip(images, verdicts, strict=True)]
+
+    screener = PickyTestScreener()
+    batcher = MicroBatcher(screener, max_batch=2, max_wait_ms=2000)
+    good, bad = _images(2)
+    jpeg = io.BytesIO()
+    bad.save(jpeg, format="JPEG")
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            ok = pool.submit(batcher.screen, screen_image(good), 10)
+            refused = pool.submit(batcher.screen, ScreenImage(jpeg.getvalue(), bad), 10)
+            assert ok.result(10).probability_generated == screener.score(good).probability_generated
+            with pytest.raises(InvalidArgument, match="not a PNG"):
+                refused.result(10)
+    finally:
+        batcher.close()
+    assert screener.batch_sizes == [2]  # both were in the same batch
+
+
+class CountingTestModel:
+    """A DetectorModel stand-in (decoded images in, verdicts out) that counts its loads."""
+
+    version = "test-model-7"
+    threshold = 0.25
+    loads = 0
+
+    def __init__(self) -> None:
+        type(self).loads += 1
+        self.inner = HighFrequencyTestScreener()
+
+    def screen_batch(self, images: list[Image.Image]) -> list[ScreenVerdict]:
+        return self.inner.score_images(images)
+
+
+def test_in_process_screener_loads_its_model_once_on_first_use_and_retries_a_failed_load() -> None:
+    attempts: list[int] = []
+
+    def load() -> DetectorModel:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise FailedPrecondition("model file missing")
+        return CountingTestModel()
+
+    assert isinstance(CountingTestModel(), DetectorModel)
+    CountingTestModel.loads = 0
+    screener = InProcessScreener(load)
+    assert not attempts  # nothing loaded at construction
+    items = [screen_image(im) for im in _images(3)]
+    with pytest.raises(FailedPrecondition, match="model file missing"):
+        screener.screen_batch(items)
+    first = screener.screen_batch(items)
+    second = screener.screen_batch(items[:1])
+    assert len(attempts) == 2 and CountingTestModel.loads == 1
+    reference = HighFrequencyTestScreener()
+    assert [v.probability_generated for v in first] == [reference.score(i.image).probability_generated for i in items]
+    assert {v.model for v in first + second} == {ModelInfo("test-model-7", 0.25)}
+    assert (screener.version, screener.threshold) == ("test-model-7", 0.25)
+    assert isinstance(screener, Screener)  # (on Python 3.11 the check reads the properties: after loading)
+    assert len(attempts) == 2

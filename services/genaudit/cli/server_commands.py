@@ -1,4 +1,4 @@
-"""``genaudit serve | worker | beat``: the long-running processes of the distributed deployment."""
+"""``genaudit serve | worker | beat | detector-serve``: the long-running processes of the distributed deployment."""
 
 from __future__ import annotations
 
@@ -90,7 +90,31 @@ def beat(log_level: str = "info") -> None:
     celery_app.start(["beat", "-S", "redbeat.RedBeatScheduler", "-l", log_level])
 
 
+def detector_serve(
+    model: Annotated[str | None, typer.Option(
+        help="'default' (the shipped detector) or the path of a detector card (.json next to its weights); "
+             "default GENAUDIT_SCREEN_MODEL.")] = None,
+    port: Annotated[int | None, typer.Option(help="gRPC port (default 50061).")] = None,
+    log_level: str = "info",
+) -> None:
+    """Start the detector model server that gateways forward Screen calls to (GENAUDIT_SCREEN_BACKEND)."""
+    _configure_logging(log_level)
+    from dataclasses import replace
+
+    from genaudit.errors import FailedPrecondition
+    from genaudit.worker.detector_server import DEFAULT_PORT, serve_detector
+
+    settings = Settings.from_env()
+    if model is not None:
+        settings = replace(settings, screen_model=model)
+    try:
+        serve_detector(settings, port=DEFAULT_PORT if port is None else port)
+    except FailedPrecondition as exc:
+        raise typer.BadParameter(exc.message, param_hint="--model") from None
+
+
 def register(app: typer.Typer) -> None:
     app.command()(serve)
     app.command()(worker)
     app.command()(beat)
+    app.command("detector-serve")(detector_serve)

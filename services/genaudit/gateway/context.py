@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from genaudit.gateway.remote_screener import RemoteScreener
 from genaudit.gateway.screening import MicroBatcher, Screener
 from genaudit.images import ImageLimits
 from genaudit.jobs import RecordStore, open_record_store
@@ -27,6 +28,8 @@ class GatewayContext:
         """Stop accepting screening work, stop schedules, then let the dispatcher finish its job."""
         if self.batcher is not None:
             self.batcher.close()
+            if isinstance(self.batcher.screener, RemoteScreener):
+                self.batcher.screener.close()
         self.schedules.close()
         self.dispatcher.close()
 

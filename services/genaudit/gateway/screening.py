@@ -1,5 +1,10 @@
 """Synchronous screening: the detector interface and the micro-batcher in front of it.
 
+A ``Screener`` receives each image twice over: the client's encoded bytes (already validated) and the
+decoded RGB image. A screener that forwards to a model server (``remote_screener.RemoteScreener``) sends
+the bytes as they came, without re-encoding; one that runs the model here (``InProcessScreener``) uses
+the decoded image.
+
 Concurrent Screen calls are collected for up to ``max_wait_ms`` (or until ``max_batch`` images wait),
 scored by one ``screen_batch`` call in the batcher's own thread, and each verdict goes back to its caller.
 The queue is bounded: when it is full a call fails at once with RESOURCE_EXHAUSTED instead of waiting
@@ -13,14 +18,15 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 from PIL import Image
 
-from genaudit.errors import ResourceExhausted, Unavailable
+from genaudit.errors import GenauditError, InvalidArgument, ResourceExhausted, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -28,26 +34,110 @@ MAX_SCREEN_WAIT_S = 60.0  # calls without a deadline wait at most this long for 
 
 
 @dataclass(frozen=True)
+class ModelInfo:
+    """The model behind a verdict: its version and its operating threshold on probability_generated."""
+
+    version: str
+    threshold: float
+
+
+@dataclass(frozen=True)
 class ScreenVerdict:
     probability_generated: float  # calibrated, 0..1
     evidence: dict[str, float] = field(default_factory=dict)  # spectral summary statistics by name
+    # Set by screeners whose model can change from one call to the next (a model server being
+    # redeployed), so that the label uses the threshold of the model that scored the image.
+    # None: the screener's own ``version`` and ``threshold``.
+    model: ModelInfo | None = None
+
+
+@dataclass(frozen=True)
+class ScreenImage:
+    """One image to screen: the client's encoded bytes, validated, and the same image decoded to RGB."""
+
+    data: bytes
+    image: Image.Image
 
 
 @runtime_checkable
 class Screener(Protocol):
-    """A detector: scores RGB images, several at once."""
+    """A detector behind the batcher: scores images, several at once."""
 
     version: str
     threshold: float  # operating threshold on probability_generated
+
+    def screen_batch(self, images: list[ScreenImage]) -> list[ScreenVerdict | GenauditError]:
+        """One entry per image, in order: its verdict, or the error its caller gets (an image the
+        model could not score); an exception raised here fails every image of the batch."""
+        ...
+
+
+@runtime_checkable
+class DetectorModel(Protocol):
+    """A detector model run in this process (``genaudit.forensics.detector.Detector``): decoded images."""
+
+    version: str
+    threshold: float
 
     def screen_batch(self, images: list[Image.Image]) -> list[ScreenVerdict]:
         """One verdict per image, in order."""
         ...
 
 
+def screen_images(model: DetectorModel, images: list[Image.Image]) -> list[ScreenVerdict | GenauditError]:
+    """``model.screen_batch(images)``; when the model refuses the batch (InvalidArgument: an image it cannot
+    score, e.g. one smaller than its crop), each image on its own, so that only the refused ones fail."""
+    try:
+        return list(model.screen_batch(images))
+    except InvalidArgument:
+        if len(images) == 1:
+            raise
+    out: list[ScreenVerdict | GenauditError] = []
+    for image in images:
+        try:
+            out += model.screen_batch([image])
+        except InvalidArgument as exc:
+            out.append(exc)
+    return out
+
+
+class InProcessScreener:
+    """A ``Screener`` around a detector model in this process, loaded by ``load`` on first use.
+
+    Loading lazily keeps torch out of processes that import the gateway, and off the start-up path; a
+    load that fails is retried on the next batch (its error reaches the callers of this one).
+    """
+
+    def __init__(self, load: Callable[[], DetectorModel]) -> None:
+        self._load = load
+        self._model: DetectorModel | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> DetectorModel:
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+            return self._model
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+    @property
+    def threshold(self) -> float:
+        return self.model.threshold
+
+    def screen_batch(self, images: list[ScreenImage]) -> list[ScreenVerdict | GenauditError]:
+        model = self.model
+        info = ModelInfo(model.version, model.threshold)
+        return [v if isinstance(v, GenauditError) else replace(v, model=info)
+                for v in screen_images(model, [i.image for i in images])]
+
+
 @dataclass
 class _Pending:
-    image: Image.Image
+    image: ScreenImage
     future: Future[ScreenVerdict] = field(default_factory=Future)
 
 
@@ -66,7 +156,7 @@ class MicroBatcher:
         self._thread = threading.Thread(target=self._loop, name="genaudit-screen-batcher", daemon=True)
         self._thread.start()
 
-    def screen(self, image: Image.Image, timeout_s: float | None = None) -> ScreenVerdict:
+    def screen(self, image: ScreenImage, timeout_s: float | None = None) -> ScreenVerdict:
         """The verdict for ``image``; blocks until its batch ran (at most ``timeout_s``)."""
         if self._closed.is_set():
             raise Unavailable("screening is shutting down")
@@ -114,12 +204,18 @@ class MicroBatcher:
                 if len(verdicts) != len(batch):
                     raise RuntimeError(f"screener returned {len(verdicts)} verdicts for {len(batch)} images")
             except Exception as exc:
-                logger.exception("screen_batch failed for %d images", len(batch))
+                if isinstance(exc, GenauditError):  # e.g. the model server is down: no traceback needed
+                    logger.warning("screen_batch failed for %d images: %s", len(batch), exc.message)
+                else:
+                    logger.exception("screen_batch failed for %d images", len(batch))
                 for p in batch:
                     p.future.set_exception(exc)
                 continue
             for p, verdict in zip(batch, verdicts, strict=True):
-                p.future.set_result(verdict)
+                if isinstance(verdict, GenauditError):
+                    p.future.set_exception(verdict)
+                else:
+                    p.future.set_result(verdict)
 
     def close(self) -> None:
         """Score what is queued, then stop the batcher thread; later calls are UNAVAILABLE."""

@@ -1,7 +1,12 @@
 """The gateway process: gRPC server with its interceptors, health, reflection, /metrics, graceful stop.
 
 Interceptors, outermost first: metrics (sees every call and its final code), auth (sets the tenant),
-errors (maps exceptions to statuses). Shutdown on SIGTERM/SIGINT: every health status goes
+errors (maps exceptions to statuses). Screening (``build_screener``): the detector model server at
+``screen_backend`` when one is set; otherwise, in embedded mode, the ``screen_model`` detector loaded in
+this process on the first Screen call (importing the gateway never imports torch). With a model server,
+the health of ``genaudit.v1.ScreeningService`` follows the server's (the gateway starts, and serves
+everything else, while the model server is down: Screen answers UNAVAILABLE until it is back).
+Shutdown on SIGTERM/SIGINT: every health status goes
 NOT_SERVING first (watchers and load balancers stop sending), then in-flight calls get
 ``shutdown_grace_s`` to finish while new ones are refused, then the dispatcher finishes its job.
 
@@ -15,7 +20,7 @@ import logging
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 import redis
@@ -38,6 +43,8 @@ from genaudit.gateway.auth import ApiKeyRegistry, AuthInterceptor
 from genaudit.gateway.context import GatewayContext, build_context
 from genaudit.gateway.errors import ErrorInterceptor
 from genaudit.gateway.metrics import MetricsInterceptor, QueueDepthPoller
+from genaudit.gateway.remote_screener import BackendHealthWatcher, RemoteScreener
+from genaudit.gateway.screening import DetectorModel, InProcessScreener, Screener
 from genaudit.gateway.servicers.datasets import DatasetServicer
 from genaudit.gateway.servicers.jobs import JobServicer, ScheduleServicer
 from genaudit.gateway.servicers.results import ResultServicer
@@ -55,6 +62,22 @@ API_SERVICES = tuple(
         (results_pb2, "ResultService"), (screening_pb2, "ScreeningService"),
     )
 )
+SCREENING_SERVICE = screening_pb2.DESCRIPTOR.services_by_name["ScreeningService"].full_name
+
+
+def _load_detector(settings: Settings) -> DetectorModel:
+    from genaudit.worker.detector_server import load_detector  # torch: on the first Screen call only
+
+    return load_detector(settings.screen_model, settings.device)
+
+
+def build_screener(settings: Settings) -> Screener | None:
+    """The detector behind Screen (see the module docstring); None: Screen is FAILED_PRECONDITION."""
+    if settings.screen_backend:
+        return RemoteScreener.from_settings(settings)
+    if settings.embedded and settings.screen_model:
+        return InProcessScreener(lambda: _load_detector(settings))
+    return None
 
 
 @dataclass
@@ -65,15 +88,27 @@ class GatewayServer:
     health: health.HealthServicer
     port: int
     context: GatewayContext
+    _backend_watcher: BackendHealthWatcher | None = field(default=None, init=False, repr=False)
 
     def start(self) -> None:
         self.server.start()
+        screener = self.context.batcher.screener if self.context.batcher is not None else None
+        follows_backend = isinstance(screener, RemoteScreener)
         for service in ("", *API_SERVICES):
-            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+            if not (follows_backend and service == SCREENING_SERVICE):  # NOT_SERVING until the backend answers
+                self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        if isinstance(screener, RemoteScreener):
+            self._backend_watcher = BackendHealthWatcher(screener.check, self._set_screening_health).start()
         logger.info("gateway listening on port %d", self.port)
+
+    def _set_screening_health(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        self.health.set(SCREENING_SERVICE, status)
 
     def stop(self, grace_s: float) -> None:
         """NOT_SERVING, then refuse new calls and give in-flight ones ``grace_s``, then close the context."""
+        if self._backend_watcher is not None:
+            self._backend_watcher.close()
         self.health.enter_graceful_shutdown()
         self.server.stop(grace_s).wait()
         self.context.close()
@@ -124,7 +159,7 @@ def serve(settings: Settings) -> None:
     if not len(ApiKeyRegistry.from_settings(settings)):
         logger.warning("no API keys configured (GENAUDIT_API_KEYS_FILE / GENAUDIT_API_KEYS): "
                        "every API call will be UNAUTHENTICATED")
-    context = build_context(settings)
+    context = build_context(settings, screener=build_screener(settings))
     _check_backends(context)
     start_http_server(settings.metrics_port)
     poller = None if settings.embedded else QueueDepthPoller(

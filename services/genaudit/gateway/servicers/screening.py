@@ -8,6 +8,7 @@ from genaudit.api.v1 import screening_pb2 as pb
 from genaudit.api.v1 import screening_pb2_grpc
 from genaudit.errors import FailedPrecondition, InvalidArgument
 from genaudit.gateway.context import GatewayContext
+from genaudit.gateway.screening import ModelInfo, ScreenImage
 from genaudit.images import decode_image, probe_image
 from genaudit.telemetry.metrics import SCREEN_LATENCY
 
@@ -31,11 +32,11 @@ class ScreeningServicer(screening_pb2_grpc.ScreeningServiceServicer):
                 image = decode_image(request.image, self._ctx.limits)
             except InvalidArgument as exc:
                 raise InvalidArgument(f"{name}: {exc.message}") from exc
-            verdict = batcher.screen(image, timeout_s=context.time_remaining())
-            threshold = batcher.screener.threshold
-            generated = verdict.probability_generated >= threshold
+            verdict = batcher.screen(ScreenImage(request.image, image), timeout_s=context.time_remaining())
+            model = verdict.model or ModelInfo(batcher.screener.version, batcher.screener.threshold)
+            generated = verdict.probability_generated >= model.threshold
             return pb.ScreenResponse(
                 probability_generated=verdict.probability_generated,
                 label=pb.SCREEN_LABEL_GENERATED if generated else pb.SCREEN_LABEL_REAL,
-                threshold=threshold, model_version=batcher.screener.version, evidence=verdict.evidence,
+                threshold=model.threshold, model_version=model.version, evidence=verdict.evidence,
             )
