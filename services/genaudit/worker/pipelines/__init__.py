@@ -20,6 +20,7 @@ Pipeline = Callable[[Job, WorkerContext, JobProgress], dict[str, str]]
 _PIPELINE_MODULES: dict[JobType, str] = {
     JobType.FEATURE_EXTRACTION: "genaudit.worker.pipelines.feature_extraction",
     JobType.METRICS: "genaudit.worker.pipelines.metrics",
+    JobType.SPECTRUM: "genaudit.worker.pipelines.spectrum",
 }
 
 
