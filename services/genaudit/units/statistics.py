@@ -42,11 +42,17 @@ from genaudit.units.monitored import architecture_of, default_monitored_layers
 
 DEFAULT_QUANTILES = (0.9, 0.99, 0.995)
 DEFAULT_BINS = 2048
-MAX_BINS = 1 << 16
+MIN_BINS, MAX_BINS = 8, 1 << 16
 # The one safetensors metadata key: JSON (one key, so that files are byte-reproducible).
 METADATA_KEY = "genaudit_units"
 FORMAT_VERSION = 1
 _FIELDS = ("positive_counts", "mean", "variance", "quantiles", "quantile_error")
+
+
+def _checked_bins(bins: int) -> int:
+    if not MIN_BINS <= bins <= MAX_BINS:
+        raise InvalidArgument(f"bins must be in [{MIN_BINS}, {MAX_BINS}], got {bins}")
+    return bins
 
 
 class ChannelHistogram:
@@ -60,13 +66,16 @@ class ChannelHistogram:
 
     Error bound: each order statistic x_(r) is estimated by a point of the bin that holds it (spread evenly
     within the bin), so |estimate - x_(r)| <= width_c; numpy's linear quantile interpolates between two
-    order statistics and so does the estimate, hence |q_hat - numpy.quantile| <= width_c (``error_bound``),
-    at most about 4 x (max - min) / bins of the channel's values (2x from the doubling, 2x from aligning
-    the low edge).
+    order statistics and so does the estimate, hence |q_hat - numpy.quantile| <= width_c (``error_bound``).
+    The width stays at most 2 (max - min) / (bins - 5) of the channel's values so far: the first batch gives
+    span / bins; a widening to cover a span S (the values and the occupied old bins, S < max - min + 2 width)
+    picks the smallest fitting k, and the k with (bins - 1) 2^k width >= S always fits, so the new width is
+    below 2 S / (bins - 1); induction gives the bound. (A channel constant in its first batch starts from a
+    tiny positive width instead of span / bins.)
     """
 
     def __init__(self, channels: int, bins: int, device: torch.device) -> None:
-        self.bins = bins
+        self.bins = _checked_bins(bins)
         self.counts = torch.zeros(channels, bins, dtype=torch.int64, device=device)
         self.low = torch.zeros(channels, dtype=torch.float64, device=device)
         self.width = torch.zeros(channels, dtype=torch.float64, device=device)
@@ -92,20 +101,27 @@ class ChannelHistogram:
         if not bool(needs.any()):
             return
         low, width, counts = self.low[needs], self.width[needs], self.counts[needs]
-        new_min, new_max = torch.minimum(low, vmin[needs]), torch.maximum(high[needs], vmax[needs])
+        # The new range must cover the occupied old bins (empty ones may fall outside) and the new values.
+        occupied = counts > 0
+        first = occupied.int().argmax(dim=1).double()
+        last = (self.bins - 1 - occupied.flip(1).int().argmax(dim=1)).double()
+        seen = occupied.any(dim=1)
+        cover_low = torch.where(seen, torch.minimum(low + first * width, vmin[needs]), vmin[needs])
+        cover_high = torch.where(seen, torch.maximum(low + (last + 1) * width, vmax[needs]), vmax[needs])
         # Smallest k with bins * 2^k * width >= the span, then +1 until the aligned range also fits.
-        ratio = (new_max - new_min) / (self.bins * width)
-        k = torch.clamp(torch.ceil(torch.log2(ratio)), min=0).long()
+        k = torch.ceil(torch.log2((cover_high - cover_low) / (self.bins * width))).clamp(min=0).long()
         while True:
             new_width = width * torch.pow(2.0, k.double())
-            shift = torch.ceil((low - new_min) / new_width).clamp_(min=0)
-            fits = low - shift * new_width + self.bins * new_width >= new_max
+            shift = torch.ceil((low - cover_low) / new_width)  # new low = low - shift bins: on the old lattice
+            fits = low - shift * new_width + self.bins * new_width >= cover_high
             if bool(fits.all()):
                 break
             k = torch.where(fits, k, k + 1)
         old_bins = torch.arange(self.bins, device=counts.device)
-        # floor(i / 2^k) for k up to 62 in int64; beyond, every old bin index (< 2^16) maps to 0.
-        moved = shift.long()[:, None] + torch.where(k[:, None] < 62, old_bins >> k.clamp(max=62)[:, None], 0)
+        # floor(i / 2^k) in int64 for k < 62; beyond, every old bin index (< 2^16) maps to 0. Empty old bins
+        # outside the new range are clamped in; they add nothing.
+        coarse = torch.where(k[:, None] < 62, old_bins >> k.clamp(max=62)[:, None], 0)
+        moved = (shift.long()[:, None] + coarse).clamp_(0, self.bins - 1)
         self.counts[needs] = torch.zeros_like(counts).scatter_add_(1, moved, counts)
         self.low[needs] = low - shift * new_width
         self.width[needs] = new_width
@@ -137,9 +153,11 @@ class ChannelHistogram:
         return (self.low + (bin_index.squeeze(1).double() + position.squeeze(1)) * self.width)
 
 
-class _LayerAccumulator:
+class LayerAccumulator:
+    """Running statistics of one layer's outputs (module docstring); ``update`` with each batch's output."""
+
     def __init__(self, name: str, bins: int) -> None:
-        self.name, self.bins = name, bins
+        self.name, self.bins = name, _checked_bins(bins)
         self.positive: torch.Tensor | None = None
         self.histogram: ChannelHistogram | None = None
         self.count = 0
@@ -175,6 +193,14 @@ class _LayerAccumulator:
         self.count += n_b
         assert self.histogram is not None
         self.histogram.update(values)
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Everything the accumulator holds: per neuron, per channel and per (channel, bin), whatever the
+        number of samples seen."""
+        assert self.positive is not None and self.histogram is not None and self.mean is not None
+        assert self.m2 is not None
+        return {"positive": self.positive, "mean": self.mean, "m2": self.m2, "counts": self.histogram.counts,
+                "low": self.histogram.low, "width": self.histogram.width}
 
     def finish(self, n_samples: int, levels: Sequence[float]) -> LayerStatistics:
         assert self.positive is not None and self.histogram is not None and self.mean is not None
@@ -316,11 +342,9 @@ def compute_unit_statistics(
     levels = tuple(float(q) for q in quantile_levels)
     if not levels or any(not 0.0 <= q <= 1.0 for q in levels):
         raise InvalidArgument(f"quantile levels must be in [0, 1], got {list(levels)}")
-    if not 2 <= bins <= MAX_BINS:
-        raise InvalidArgument(f"bins must be in [2, {MAX_BINS}], got {bins}")
     names = resolve_layers(generator, default_monitored_layers(generator) if layers is None else layers)
+    accumulators = {name: LayerAccumulator(name, bins) for name in names}
     latents = seeded_latents(generator, n_samples, seed)
-    accumulators = {name: _LayerAccumulator(name, bins) for name in names}
 
     def observe(name: str, output: torch.Tensor) -> None:
         accumulators[name].update(output)
