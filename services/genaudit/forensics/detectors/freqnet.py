@@ -13,7 +13,7 @@ Two branches, each globally average-pooled, fused by one linear layer into the l
   image nearest-upsampled on that grid and carries the local pixel correlations upsampling layers leave; a 3x3
   convolution then ``depth`` residual blocks of stride 2.
 
-The default config has about 0.3 M parameters (1.2 MB of float32 weights). Inputs: (B, 3, H, W) in [0, 1]
+The default config has 274,817 parameters (a 1.1 MB float32 safetensors file). Inputs: (B, 3, H, W) in [0, 1]
 with H, W multiples of 8 (16 and up recommended: the DCT branch then sees at least 2x2 blocks).
 """
 
