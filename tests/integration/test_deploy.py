@@ -114,7 +114,7 @@ def test_compose_rejects_a_broken_copy(tmp_path: Path, old: str, new: str) -> No
 
 def test_compose_stack_wiring(compose_model: dict[str, Any]) -> None:
     services = compose_model["services"]
-    assert set(services) == GENAUDIT_SERVICES | {"redis", "minio", "minio-init", "prometheus", "grafana"}
+    assert set(services) == GENAUDIT_SERVICES | {"detector", "redis", "minio", "minio-init", "prometheus", "grafana"}
 
     gpu = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
     assert gpu == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
@@ -144,7 +144,7 @@ def test_compose_stack_wiring(compose_model: dict[str, Any]) -> None:
     assert services["minio-init"]["depends_on"]["minio"]["condition"] == "service_healthy"
     assert services["minio-init"]["image"].startswith("minio/mc")
 
-    for name in ("gateway", "worker-gpu", "worker-cpu", "redis", "minio", "prometheus", "grafana"):
+    for name in ("gateway", "detector", "worker-gpu", "worker-cpu", "redis", "minio", "prometheus", "grafana"):
         assert services[name]["healthcheck"]["test"][0] == "CMD", name
     assert "genaudit-grpc-healthcheck" in " ".join(services["gateway"]["healthcheck"]["test"])
 
@@ -159,6 +159,54 @@ def test_compose_stack_wiring(compose_model: dict[str, Any]) -> None:
         for volume in services[name]["volumes"]:
             if volume["type"] == "bind":
                 assert Path(volume["source"]).exists(), volume["source"]
+
+
+def health_server(port: int = 0) -> tuple[grpc.Server, health.HealthServicer, int]:
+    """A started grpc.health.v1 server on loopback (``port`` 0: a free one)."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    return server, health_servicer, bound
+
+
+def test_compose_detector_is_the_gateways_screen_backend(compose_model: dict[str, Any]) -> None:
+    services = compose_model["services"]
+    detector = services["detector"]
+    assert detector["command"][:2] == ["detector-serve", "--port"]
+    port = detector["command"][2]
+    assert detector["build"]["dockerfile"] == "deploy/worker.Dockerfile"  # the model needs torch
+    assert detector["image"] == services["worker-cpu"]["image"]
+    # Every genaudit process gets the backend through the shared environment; its host is this service.
+    for name in GENAUDIT_SERVICES:
+        assert services[name]["environment"]["GENAUDIT_SCREEN_BACKEND"] == f"detector:{port}", name
+    # The gateway starts without the detector (Screen is UNAVAILABLE until it is up), so no dependency.
+    assert "detector" not in services["gateway"].get("depends_on", {})
+    env = detector["environment"]
+    assert set(env) <= settings_env_names() and env["GENAUDIT_SCREEN_MODEL"] == "default"
+    assert not [k for k in env if k.startswith(("GENAUDIT_S3", "GENAUDIT_REDIS", "GENAUDIT_API_KEYS"))]
+    assert {"type": "volume", "source": "weights", "target": env["GENAUDIT_WEIGHTS_DIR"], "volume": {}} in \
+        detector["volumes"]
+
+    # The healthcheck asks the DetectorService's health on the served port: run it against a real server.
+    script = detector["healthcheck"]["test"][3]
+    assert detector["healthcheck"]["test"][:3] == ["CMD", "python3", "-c"]
+    assert f"127.0.0.1:{port}" in script and "'genaudit.v1.DetectorService'" in script
+    server, health_servicer, bound = health_server()
+    probe = script.replace(f"127.0.0.1:{port}", f"127.0.0.1:{bound}")
+
+    def run_probe() -> int:
+        return subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=30, check=False).returncode
+
+    try:
+        health_servicer.set("genaudit.v1.DetectorService", health_pb2.HealthCheckResponse.SERVING)
+        assert run_probe() == 0
+        health_servicer.set("genaudit.v1.DetectorService", health_pb2.HealthCheckResponse.NOT_SERVING)
+        assert run_probe() == 1
+    finally:
+        server.stop(grace=None)
+    assert run_probe() != 0  # nothing listening
 
 
 # --- images --------------------------------------------------------------------------------------------
@@ -213,11 +261,7 @@ def run_healthcheck(port: int) -> subprocess.CompletedProcess[str]:
 
 
 def test_grpc_healthcheck_probe_follows_the_server_status() -> None:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+    server, health_servicer, port = health_server()
     try:
         health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         assert run_healthcheck(port).returncode == 0
@@ -459,6 +503,52 @@ def test_render_key_facts() -> None:
     assert base64.b64decode(s3["secret-key"]).decode() == "s3-secret-value"
 
 
+def test_chart_detector_is_the_gateways_screen_backend() -> None:
+    objects = render_chart()
+    config = find_object(objects, "ConfigMap", "audit-genaudit")["data"]
+    backend = config["GENAUDIT_SCREEN_BACKEND"]
+    assert backend.startswith("dns:///")  # every detector pod, balanced by the gateway (headless Service)
+    host, port = backend.removeprefix("dns:///").rsplit(":", 1)
+    assert config["GENAUDIT_SCREEN_MODEL"] == "default"
+
+    service = find_object(objects, "Service", host)
+    assert service["spec"]["clusterIP"] == "None"
+    [service_port] = service["spec"]["ports"]
+    assert (service_port["port"], service_port["targetPort"]) == (int(port), "grpc")
+    assert service_port["appProtocol"] == "grpc"
+    deployment = find_object(objects, "Deployment", "audit-genaudit-detector")
+    pod = deployment["spec"]["template"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    # The gateway pods must not match the detector Service, nor the detector pods the gateway's.
+    gateway_pod = find_object(objects, "Deployment", "audit-genaudit-gateway")["spec"]["template"]
+    assert not service["spec"]["selector"].items() <= gateway_pod["metadata"]["labels"].items()
+    gateway_service = find_object(objects, "Service", "audit-genaudit-gateway")
+    assert not gateway_service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+
+    detector = container(objects, "audit-genaudit-detector")
+    assert detector["args"] == ["detector-serve", "--port", port]
+    assert detector["image"] == container(objects, "audit-genaudit-worker-cpu")["image"]
+    assert {p["name"]: p["containerPort"] for p in detector["ports"]} == {"grpc": int(port)}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert detector[probe]["grpc"] == {"port": int(port), "service": "genaudit.v1.DetectorService"}
+    assert detector["envFrom"] == [{"configMapRef": {"name": "audit-genaudit"}}]
+    assert {"name": "GENAUDIT_DEVICE", "value": "cpu"} in detector["env"]
+    assert not [e for e in detector["env"] if "valueFrom" in e]  # no Redis or S3 credentials
+    assert "nvidia.com/gpu" not in detector["resources"].get("limits", {})
+
+    on_gpu = render_chart({"detector": {"device": "cuda", "gpu": {"count": 1}, "model": "/w/d.json"}})
+    gpu_detector = container(on_gpu, "audit-genaudit-detector")
+    assert gpu_detector["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert {"name": "GENAUDIT_DEVICE", "value": "cuda"} in gpu_detector["env"]
+    assert find_object(on_gpu, "Deployment", "audit-genaudit-detector")["spec"]["strategy"]["type"] == "Recreate"
+    assert find_object(on_gpu, "ConfigMap", "audit-genaudit")["data"]["GENAUDIT_SCREEN_MODEL"] == "/w/d.json"
+
+    disabled = render_chart({"detector": {"enabled": False}})
+    assert not [o for o in disabled if o["metadata"]["name"] == "audit-genaudit-detector"]
+    assert "GENAUDIT_SCREEN_BACKEND" not in find_object(disabled, "ConfigMap", "audit-genaudit")["data"]
+
+
 def test_bundled_redis_and_minio_are_wired_by_their_bitnami_names() -> None:
     objects = render_chart()
     env = {e["name"]: e for e in container(objects, "audit-genaudit-worker-gpu")["env"]}
@@ -483,6 +573,10 @@ def test_monitoring_objects() -> None:
     # their job labels are the job names the alert rules use.
     selected = [o for o in objects if o["kind"] == "Service"
                 and spec["selector"]["matchLabels"].items() <= o["metadata"]["labels"].items()]
+    # The detector Service matches the labels too, but has no metrics port: it gives the monitor no target.
+    detector = find_object(objects, "Service", "audit-genaudit-detector")
+    assert detector in selected and "metrics" not in {p["name"] for p in detector["spec"]["ports"]}
+    selected.remove(detector)
     assert {s["metadata"]["name"] for s in selected} == {
         "audit-genaudit-gateway", "audit-genaudit-worker-gpu", "audit-genaudit-worker-cpu"}
     assert {s["metadata"]["labels"][spec["jobLabel"]] for s in selected} == {"genaudit-gateway", "genaudit-worker"}
@@ -508,6 +602,9 @@ def test_monitoring_objects() -> None:
     {"settings": {"batch_size": "large"}},
     {"apiKeys": {"hashed": {"demo": ["not-a-sha256"]}}},
     {"workers": {"cpu": {"queues": ["gpu", "video"]}}},
+    {"detector": {"grpcPort": 70000}},
+    {"detector": {"model": ""}},
+    {"detector": {"device": "tpu"}},
 ])
 def test_values_schema_rejects_bad_values(bad_values: dict[str, Any]) -> None:
     with helm_python.Chart.load(CHART_DIR) as chart, pytest.raises(helm_python.HelmValuesError):
