@@ -18,22 +18,47 @@ def doublings_from_4px(resolution: int) -> int:
     return steps
 
 
-class Generator(nn.Module):
-    """Base of the registered generators: latent (N, latent_dim) -> images (N, out_channels, res, res) in [-1, 1].
+class LayeredNetwork(nn.Module):
+    """A network whose hookable layers are named: the dotted module names of its leaf modules
+    (``model.get_submodule(name)``), registered in the order the forward pass runs them, so that a forward
+    hook on each fires in that order."""
 
-    Canonical layer names are the dotted module names of the leaf modules (``model.get_submodule(name)``),
-    registered in the order the forward pass runs them, so a forward hook on each fires in that order.
-    """
+    def layer_names(self) -> list[str]:
+        return [name for name, module in self.named_modules() if name and next(module.children(), None) is None]
+
+
+class Generator(LayeredNetwork):
+    """Base of the registered latent generators: latent (N, latent_dim) -> images (N, out_channels, res, res) in
+    [-1, 1]; the units code hooks its layers by ``layer_names``."""
 
     latent_dim: int
     out_channels: int
     resolution: int
-
-    def layer_names(self) -> list[str]:
-        return [name for name, module in self.named_modules() if name and next(module.children(), None) is None]
 
     def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` standard normal latents on the model's device; reproducible for a seeded ``generator``
         (drawn on the CPU so that a seed gives the same latents on every device)."""
         z = torch.randn(n, self.latent_dim, generator=generator)
         return z.to(next(self.parameters()).device)
+
+
+class ImageToImage(LayeredNetwork):
+    """Base of the registered image-to-image generators (autoencoders, super-resolution nets): images
+    (N, in_channels, input_resolution, input_resolution) in [-1, 1] -> (N, out_channels, resolution, resolution)
+    in [-1, 1]; ``prepare`` maps a batch of full-size real images to the network's input (identity for an
+    autoencoder, the downscaled image for super-resolution), so that ``model(model.prepare(x))`` is the
+    generated counterpart of ``x``."""
+
+    in_channels: int
+    out_channels: int
+    input_resolution: int
+    resolution: int
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        return images
+
+    def check_input(self, x: torch.Tensor) -> None:
+        expected = (self.in_channels, self.input_resolution, self.input_resolution)
+        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+            raise InvalidArgument(f"{type(self).__name__} takes (N, {', '.join(map(str, expected))}) images, "
+                                  f"got {tuple(x.shape)}")

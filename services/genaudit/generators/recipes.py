@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from genaudit.features.weights import sha256_file
@@ -106,6 +107,73 @@ class TrainingResult:
     final_g_loss: float
 
 
+@dataclass
+class GANFit:
+    generator: nn.Module  # in eval mode, on ``device``
+    history: list[tuple[float, float]]  # (D loss, G loss) per iteration
+    seconds: float
+    device: torch.device
+
+
+def fit_gan(
+    arch: str,
+    config: dict,
+    scale: Scale,
+    data: torch.Tensor,
+    *,
+    name: str,
+    lr: float = 2e-4,
+    betas: tuple[float, float] = (0.5, 0.999),
+    seed: int = 0,
+    log_every: int = 100,
+    log: Callable[[str], None] = print,
+) -> GANFit:
+    """Trains a generator of ``arch``/``config`` (base_width from ``scale``) against its discriminator on
+    ``data`` (float images in [-1, 1]) with the module's GAN loss, on the GPU when there is one."""
+    torch.manual_seed(seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    config = {**config, "base_width": scale.base_width}
+    generator = build_generator(arch, config).to(device)
+    discriminator = build_discriminator(arch, config, base_width=scale.disc_width).to(device)
+    opt_g = torch.optim.Adam(generator.parameters(), lr, betas=betas)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr, betas=betas)
+    batches = torch.Generator().manual_seed(seed + 1)
+    latents = torch.Generator().manual_seed(seed + 2)
+    history: list[tuple[float, float]] = []
+    start = time.perf_counter()
+    for step in range(1, scale.iterations + 1):
+        real = random_batch(data, scale.batch_size, batches).to(device)
+        fake = generator(generator.sample_latents(scale.batch_size, latents))
+        # Non-saturating loss: D minimizes softplus(-D(real)) + softplus(D(fake)); G minimizes softplus(-D(fake)).
+        d_loss = F.softplus(-discriminator(real)).mean() + F.softplus(discriminator(fake.detach())).mean()
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        g_loss = F.softplus(-discriminator(fake)).mean()
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        history.append((d_loss.item(), g_loss.item()))
+        if step % log_every == 0 or step == scale.iterations:
+            d_mean, g_mean = np.mean(history[-log_every:], axis=0)
+            log(f"{name} step {step}/{scale.iterations}  D {d_mean:.3f}  G {g_mean:.3f}  "
+                f"{time.perf_counter() - start:.0f} s")
+    seconds = time.perf_counter() - start
+    _recalibrate_batch_norm(generator, scale.batch_size, latents)
+    return GANFit(generator.eval(), history, seconds, device)
+
+
+def describe_scale(used: str, scale: Scale, full: Scale, *, adversarial: bool = True) -> str:
+    """The card's line on the scale that trained the weights (``used``: "full", "cpu" or "tiny")."""
+    if used == "full":
+        return "full recipe"
+    label = {"cpu": "CPU reduced scale", "tiny": "tiny scale (tests only)"}[used]
+    disc = f" (discriminator {scale.disc_width or scale.base_width})" if adversarial else ""
+    return (f"{label}: {scale.iterations} iterations, batch {scale.batch_size}, width {scale.base_width}{disc}; "
+            f"the full recipe ({full.iterations} iterations, batch {full.batch_size}, width {full.base_width}) is for "
+            "a GPU")
+
+
 def train(
     recipe_name: str,
     out_dir: Path,
@@ -120,38 +188,11 @@ def train(
     scale = recipe.cpu if cpu_scale else recipe.full
     if iterations is not None:
         scale = Scale(iterations, scale.batch_size, scale.base_width, scale.disc_width)
-    torch.manual_seed(recipe.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     data = recipe.load_images(cache_dir, recipe.seed)
     config = {**recipe.config, "base_width": scale.base_width}
-    generator = build_generator(recipe.arch, config).to(device)
-    discriminator = build_discriminator(recipe.arch, config, base_width=scale.disc_width).to(device)
-    opt_g = torch.optim.Adam(generator.parameters(), recipe.lr, betas=recipe.betas)
-    opt_d = torch.optim.Adam(discriminator.parameters(), recipe.lr, betas=recipe.betas)
-    batches = torch.Generator().manual_seed(recipe.seed + 1)
-    latents = torch.Generator().manual_seed(recipe.seed + 2)
-    history: list[tuple[float, float]] = []
-    start = time.perf_counter()
-    for step in range(1, scale.iterations + 1):
-        real = _real_batch(data, scale.batch_size, batches).to(device)
-        fake = generator(generator.sample_latents(scale.batch_size, latents))
-        # Non-saturating loss: D minimizes softplus(-D(real)) + softplus(D(fake)); G minimizes softplus(-D(fake)).
-        d_loss = F.softplus(-discriminator(real)).mean() + F.softplus(discriminator(fake.detach())).mean()
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        opt_d.step()
-        g_loss = F.softplus(-discriminator(fake)).mean()
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
-        history.append((d_loss.item(), g_loss.item()))
-        if step % log_every == 0 or step == scale.iterations:
-            d_mean, g_mean = np.mean(history[-log_every:], axis=0)
-            log(f"{recipe.name} step {step}/{scale.iterations}  D {d_mean:.3f}  G {g_mean:.3f}  "
-                f"{time.perf_counter() - start:.0f} s")
-    seconds = time.perf_counter() - start
-    _recalibrate_batch_norm(generator, scale.batch_size, latents)
-    generator.eval()
+    fit = fit_gan(recipe.arch, config, scale, data, name=recipe.name, lr=recipe.lr, betas=recipe.betas,
+                  seed=recipe.seed, log_every=log_every, log=log)
+    generator, history, seconds = fit.generator, fit.history, fit.seconds
 
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / f"{recipe.name}.safetensors"
@@ -160,10 +201,6 @@ def train(
     save_sample_grid(generator, samples, torch.Generator().manual_seed(1234))
     d_final, g_final = (float(v) for v in np.mean(history[-100:], axis=0))
     card = out_dir / f"{recipe.name}.json"
-    scale_note = (f"CPU reduced scale: {scale.iterations} iterations, batch {scale.batch_size}, width "
-                  f"{scale.base_width} (discriminator {scale.disc_width or scale.base_width}); the full recipe "
-                  f"({recipe.full.iterations} iterations, batch {recipe.full.batch_size}, width "
-                  f"{recipe.full.base_width}) is for a GPU") if cpu_scale else "full recipe"
     card.write_text(json.dumps({
         "name": recipe.name,
         "arch": recipe.arch,
@@ -171,9 +208,9 @@ def train(
         "recipe": {"loss": "non-saturating GAN", "optimizer": f"Adam(lr={recipe.lr}, betas={list(recipe.betas)})",
                    "full_scale": asdict(recipe.full), "cpu_scale": asdict(recipe.cpu)},
         "data": recipe.data,
-        "scale": scale_note,
+        "scale": describe_scale("cpu" if cpu_scale else "full", scale, recipe.full),
         "scale_used": asdict(scale),
-        "device": str(device),
+        "device": str(fit.device),
         "threads": torch.get_num_threads(),
         "seed": recipe.seed,
         "training_seconds": round(seconds, 1),
@@ -188,7 +225,8 @@ def train(
     return TrainingResult(weights, card, samples, seconds, scale.iterations, d_final, g_final)
 
 
-def _real_batch(data: torch.Tensor, batch_size: int, rng: torch.Generator) -> torch.Tensor:
+def random_batch(data: torch.Tensor, batch_size: int, rng: torch.Generator) -> torch.Tensor:
+    """``batch_size`` images drawn with replacement from ``data``; RGB ones are flipped left-right at random."""
     batch = data[torch.randint(len(data), (batch_size,), generator=rng)]
     if batch.shape[1] == 3:  # photos: random horizontal flips; Fashion-MNIST items have a canonical side
         flip = torch.rand(batch_size, generator=rng) < 0.5
@@ -213,13 +251,16 @@ def _recalibrate_batch_norm(generator: nn.Module, batch_size: int, rng: torch.Ge
 
 @torch.no_grad()
 def save_sample_grid(generator: nn.Module, path: Path, rng: torch.Generator, rows: int = 6) -> None:
-    """A rows x rows PNG grid of samples for fixed latents (1 px dark grey gutters)."""
-    from PIL import Image
+    """A rows x rows PNG grid of samples for fixed latents (``image_grid``)."""
+    image_grid(to_uint8(generator(generator.sample_latents(rows * rows, rng))), rows).save(path)
 
-    images = to_uint8(generator(generator.sample_latents(rows * rows, rng)))
+
+def image_grid(images: np.ndarray, columns: int) -> Image.Image:
+    """uint8 images (N, H, W, C) tiled ``columns`` per row, in order, with 1 px dark grey gutters."""
     n, h, w, c = images.shape
-    grid = np.full((rows * (h + 1) + 1, rows * (w + 1) + 1, c), 64, dtype=np.uint8)
+    rows = -(-n // columns)
+    grid = np.full((rows * (h + 1) + 1, columns * (w + 1) + 1, c), 64, dtype=np.uint8)
     for i in range(n):
-        y, x = divmod(i, rows)
+        y, x = divmod(i, columns)
         grid[1 + y * (h + 1): 1 + y * (h + 1) + h, 1 + x * (w + 1): 1 + x * (w + 1) + w] = images[i]
-    Image.fromarray(grid[..., 0] if c == 1 else grid).save(path)
+    return Image.fromarray(grid[..., 0] if c == 1 else grid)

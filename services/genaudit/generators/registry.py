@@ -43,10 +43,13 @@ class ArchitectureSpec:
     name: str
     description: str
     generator: str  # "module:Class" of the generator
-    discriminator: str  # "module:Class" of its training discriminator
+    discriminator: str | None  # "module:Class" of its training discriminator; None: not trained adversarially
     params: Mapping[str, Param]
     # Constructor arguments of the discriminator taken from the generator's config (same names).
     discriminator_params: tuple[str, ...] = field(default=())
+    # What the generator takes: "latent" (a genaudit.generators.base.Generator: latents -> images) or "image"
+    # (an ImageToImage: images -> images, e.g. autoencoder reconstructions, super-resolved images).
+    input_kind: str = "latent"
 
     @property
     def resolutions(self) -> tuple[int, ...]:
@@ -101,6 +104,48 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
             },
             discriminator_params=("max_width", "resolution", "equalized_lr"),
         ),
+        ArchitectureSpec(
+            name="ae-pixelshuffle",
+            description="Autoencoder: stride-2 conv encoder, 1x1 bottleneck, decoder of 3x3 conv + PixelShuffle(2)",
+            generator="genaudit.generators.autoencoder:PixelShuffleAutoencoder",
+            discriminator=None,
+            params={
+                "base_width": Param(int, 16, 4, 256, doc="channels at full resolution; x2 per downsampling"),
+                "bottleneck_channels": Param(int, 8, 1, 512, doc="channels of the code"),
+                "downsamplings": Param(int, 3, 1, 4, doc="stride-2 stages (code side = resolution / 2**d)"),
+                "resolution": Param(int, 64, choices=_RESOLUTIONS[1:], doc="input and output side in px"),
+                "out_channels": Param(int, 3, choices=_CHANNELS, doc="1 = grey, 3 = RGB (input alike)"),
+            },
+            input_kind="image",
+        ),
+        ArchitectureSpec(
+            name="sr-bilinear",
+            description="x4 super-resolution: bilinear x2 upsampling + 3x3 convs, residual on bilinear x4",
+            generator="genaudit.generators.superres:BilinearSuperResolution",
+            discriminator=None,
+            params={
+                "base_width": Param(int, 32, 4, 256, doc="channels of every hidden conv"),
+                "blocks": Param(int, 2, 0, 16, doc="3x3 conv blocks at the input resolution"),
+                "resolution": Param(int, 64, choices=_RESOLUTIONS[1:], doc="output side in px (input: 1/4)"),
+                "out_channels": Param(int, 3, choices=_CHANNELS, doc="1 = grey, 3 = RGB (input alike)"),
+            },
+            input_kind="image",
+        ),
+        ArchitectureSpec(
+            name="ddpm-tiny",
+            description="DDPM (epsilon prediction, linear betas) with a small UNet (nearest upsampling + 3x3 conv in "
+                        "the decoder), sampled by deterministic DDIM",
+            generator="genaudit.generators.diffusion:DDPMGenerator",
+            discriminator=None,
+            params={
+                "base_width": Param(int, 16, 4, 128, doc="UNet channels at full resolution (x2, then x4 deeper)"),
+                "levels": Param(int, 3, 1, 4, doc="UNet resolutions (resolution / 2**(levels-1) at the bottom)"),
+                "resolution": Param(int, 64, choices=_RESOLUTIONS[1:], doc="output side in px"),
+                "out_channels": Param(int, 3, choices=_CHANNELS, doc="1 = grey, 3 = RGB"),
+                "timesteps": Param(int, 1000, 10, 4000, doc="diffusion steps T of the training process"),
+                "sample_steps": Param(int, 25, 1, 1000, doc="DDIM steps of one forward pass (<= timesteps)"),
+            },
+        ),
     )
 }
 
@@ -127,6 +172,8 @@ def build_discriminator(arch: str, config: Mapping[str, Any] | None = None, base
     """The training discriminator matching a generator config (``base_width``: its own width, default the
     generator's)."""
     spec = get_architecture(arch)
+    if spec.discriminator is None:
+        raise InvalidArgument(f"architecture {arch!r} is not trained adversarially: it has no discriminator")
     full = spec.validate_config(config)
     kwargs: dict[str, Any] = {name: full[name] for name in spec.discriminator_params}
     kwargs["in_channels"] = full["out_channels"]

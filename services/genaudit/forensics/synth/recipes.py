@@ -1,0 +1,148 @@
+"""One training recipe per generator family of the synthetic detection set, at three scales.
+
+``full`` is meant for a GPU; ``cpu`` is reduced so that all five families train in about 25 minutes on two
+CPU cores (each 3-4 minutes at one thread); ``tiny`` only exercises the code (tests). The scales reuse
+``genaudit.generators.recipes.Scale``; every card names the scale used (``describe_scale``).
+
+Families differ first in how they upsample, since that is what leaves periodic traces in image spectra:
+transposed convolution (dcgan), nearest-neighbour + conv (pggan, and the decoder of ddpm-tiny), pixel shuffle
+(ae-pixelshuffle), bilinear + conv (sr-bilinear).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from genaudit.errors import InvalidArgument
+from genaudit.generators.recipes import Scale
+
+SCALES = ("full", "cpu", "tiny")
+METHODS = ("gan", "autoencoder", "superres", "diffusion")
+
+
+@dataclass(frozen=True)
+class FamilyRecipe:
+    family: str  # the folder name in the set's layout and the generator's file name
+    arch: str  # registered generator architecture
+    method: str  # one of METHODS: how it is trained and how its fakes are made
+    upsampling: str
+    config: dict[str, Any]  # generator config, base_width aside (it comes from the scale)
+    loss: str
+    lr: float
+    betas: tuple[float, float]
+    full: Scale
+    cpu: Scale
+    tiny: Scale
+    training_crops: dict[str, int]  # scale name -> number of generator-region crops it trains on
+    fakes: str  # what one generated image of the family is
+    notes: str = ""
+
+    def scale(self, name: str) -> Scale:
+        if name not in SCALES:
+            raise InvalidArgument(f"unknown scale {name!r}; known: {list(SCALES)}")
+        return getattr(self, name)
+
+    def describe(self) -> dict[str, Any]:
+        """The recipe as JSON-ready data (cards and manifest; also what a resumed build compares)."""
+        return {
+            "family": self.family, "arch": self.arch, "method": self.method, "upsampling": self.upsampling,
+            "config": dict(self.config), "loss": self.loss,
+            "optimizer": f"Adam(lr={self.lr}, betas={list(self.betas)})",
+            "scales": {name: asdict(self.scale(name)) for name in SCALES},
+            "training_crops": dict(self.training_crops), "fakes": self.fakes, "notes": self.notes,
+        }
+
+
+_GAN_OPTIMIZER = {"lr": 2e-4, "betas": (0.5, 0.999)}
+_CROPS = {"full": 16384, "cpu": 4096, "tiny": 64}
+
+RECIPES: dict[str, FamilyRecipe] = {
+    r.family: r
+    for r in (
+        FamilyRecipe(
+            family="dcgan",
+            arch="dcgan",
+            method="gan",
+            upsampling="transposed convolution (4x4, stride 2)",
+            config={"latent_dim": 100, "resolution": 64, "out_channels": 3},
+            loss="non-saturating GAN (softplus), one D step per G step; batch-norm statistics re-estimated after",
+            **_GAN_OPTIMIZER,
+            full=Scale(iterations=20_000, batch_size=64, base_width=64),
+            cpu=Scale(iterations=1200, batch_size=32, base_width=16),
+            tiny=Scale(iterations=2, batch_size=4, base_width=4),
+            training_crops=_CROPS,
+            fakes="a sample for a seeded standard normal latent",
+        ),
+        FamilyRecipe(
+            family="pggan",
+            arch="pggan",
+            method="gan",
+            upsampling="nearest-neighbour x2 + 3x3 convolutions",
+            config={"latent_dim": 128, "max_width": 128, "resolution": 64, "out_channels": 3, "equalized_lr": True},
+            loss="non-saturating GAN (softplus), one D step per G step; no progressive growing",
+            **_GAN_OPTIMIZER,
+            full=Scale(iterations=50_000, batch_size=64, base_width=32),
+            cpu=Scale(iterations=400, batch_size=32, base_width=8),
+            tiny=Scale(iterations=2, batch_size=4, base_width=4),
+            training_crops=_CROPS,
+            fakes="a sample for a seeded standard normal latent",
+        ),
+        FamilyRecipe(
+            family="ae-pixelshuffle",
+            arch="ae-pixelshuffle",
+            method="autoencoder",
+            upsampling="3x3 convolution + PixelShuffle(2) (sub-pixel convolution)",
+            config={"bottleneck_channels": 8, "downsamplings": 3, "resolution": 64, "out_channels": 3},
+            loss="mean squared reconstruction error",
+            lr=1e-3,
+            betas=(0.9, 0.999),
+            full=Scale(iterations=20_000, batch_size=64, base_width=32),
+            cpu=Scale(iterations=1500, batch_size=32, base_width=8),
+            tiny=Scale(iterations=3, batch_size=4, base_width=4),
+            training_crops=_CROPS,
+            fakes="the reconstruction of a real crop the autoencoder did not train on",
+        ),
+        FamilyRecipe(
+            family="sr-bilinear",
+            arch="sr-bilinear",
+            method="superres",
+            upsampling="bilinear x2 + 3x3 convolution, twice (x4), residual on a bilinear x4 skip",
+            config={"blocks": 2, "resolution": 64, "out_channels": 3},
+            loss="L1 between the super-resolved and the original crop",
+            lr=5e-4,
+            betas=(0.9, 0.999),
+            full=Scale(iterations=20_000, batch_size=64, base_width=64),
+            cpu=Scale(iterations=1200, batch_size=32, base_width=16),
+            tiny=Scale(iterations=3, batch_size=4, base_width=4),
+            training_crops=_CROPS,
+            fakes="the x4 super-resolution of a real crop it did not train on, downscaled x4 (bilinear, antialiased)",
+        ),
+        FamilyRecipe(
+            family="ddpm-tiny",
+            arch="ddpm-tiny",
+            method="diffusion",
+            upsampling="nearest-neighbour x2 + 3x3 convolution in the UNet decoder",
+            config={"levels": 3, "resolution": 64, "out_channels": 3, "timesteps": 1000, "sample_steps": 25},
+            loss="DDPM simple loss: MSE of the predicted noise (linear betas 1e-4..0.02, T = 1000); no EMA weights",
+            lr=5e-4,
+            betas=(0.9, 0.999),
+            full=Scale(iterations=100_000, batch_size=64, base_width=64),
+            cpu=Scale(iterations=700, batch_size=32, base_width=8),
+            tiny=Scale(iterations=2, batch_size=4, base_width=4),
+            training_crops=_CROPS,
+            fakes="a deterministic DDIM sample (eta = 0, 25 steps) from a seeded standard normal x_T",
+            notes="At the cpu scale (700 iterations of a width-8 UNet) this diffusion model is far from converged: "
+                  "its samples are poor, smooth colour fields without photographic structure. They are still "
+                  "outputs of the trained network, with its upsampling's traces, which is what the detection set "
+                  "needs; the full scale is the one meant to draw photo-like images.",
+        ),
+    )
+}
+
+
+def get_recipe(family: str) -> FamilyRecipe:
+    try:
+        return RECIPES[family]
+    except KeyError:
+        raise InvalidArgument(f"unknown generator family {family!r}; known: {list(RECIPES)}") from None
