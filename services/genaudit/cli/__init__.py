@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from genaudit.cli import audit, client_commands, server_commands
+from genaudit.cli import audit, client_commands, forensics_commands, server_commands
 
 app = typer.Typer(
     name="genaudit", help="Audit generative image models: rarity, set metrics, deepfake screening.",
@@ -17,3 +17,4 @@ app = typer.Typer(
 server_commands.register(app)
 audit.register(app)
 client_commands.register(app)
+forensics_commands.register(app)
