@@ -5,6 +5,7 @@ numpy.quantile for the streaming quantiles, and the sampling module for the seed
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -41,12 +42,16 @@ def skewed_generator(arch: str, config: dict, seed: int = 0) -> Generator:
     return g.eval()
 
 
+# (layer name, its output, the batch's slice of the latents) -> the tensor the next layer gets.
+Edit = Callable[[str, torch.Tensor, slice], torch.Tensor]
+
+
 def reference_forward(generator: Generator, latents: torch.Tensor, layers: list[str], batch_size: int,
-                      ablate: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+                      edit: Edit | None = None) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
     """Images and the float64 outputs of ``layers``, by running the generator's leaf modules one by one in
     ``layer_names()`` order (both registered architectures are chains of their leaves), ``batch_size``
-    latents at a time. ``ablate[layer]`` (bool, per neuron): set those neurons to 0 where positive, at that
-    layer, before the next layer runs (the hand-written sequential ablation)."""
+    latents at a time. ``edit`` changes a listed layer's output (after it is recorded) before the next
+    layer runs: the hand-written ablations."""
     images, acts = [], {name: [] for name in layers}
     with torch.no_grad():
         for start in range(0, len(latents), batch_size):
@@ -54,10 +59,10 @@ def reference_forward(generator: Generator, latents: torch.Tensor, layers: list[
             x = z.view(len(z), -1, 1, 1) if isinstance(generator, DCGANGenerator) else z
             for name in generator.layer_names():
                 x = generator.get_submodule(name)(x)
-                if ablate is not None and name in ablate:
-                    x = torch.where((x > 0) & ablate[name], torch.zeros_like(x), x)
                 if name in acts:
                     acts[name].append(x.double().numpy())
+                    if edit is not None:
+                        x = edit(name, x, slice(start, start + len(z)))
             images.append(x)
     return torch.cat(images), {name: np.concatenate(parts) for name, parts in acts.items()}
 
