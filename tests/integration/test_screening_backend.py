@@ -190,7 +190,8 @@ def check_replies(replies: list[object], images: list[bytes], detector: Detector
 def test_screen_through_the_detector_server_matches_the_in_process_detector_and_is_batched(
         tmp_path: Path, photos: list[bytes], detector: Detector, start_detector, start_gateway) -> None:
     backend = start_detector()
-    running = start_gateway(settings(tmp_path, screen_backend=f"127.0.0.1:{backend.port}"))
+    # the target form the Helm chart uses (DNS resolution, round-robin over what it resolves to)
+    running = start_gateway(settings(tmp_path, screen_backend=f"dns:///127.0.0.1:{backend.port}"))
     assert isinstance(running.gateway.context.batcher.screener, RemoteScreener)
     calls, scored = backend.servicer.score_batch_calls, backend.servicer.images_scored
 

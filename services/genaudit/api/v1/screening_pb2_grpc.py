@@ -50,7 +50,8 @@ class ScreeningServiceServicer:
         """Screen scores one image. The image is checked (size, format, pixel count from its header) before
         any decoding; concurrent calls are scored together in small batches. Without a configured
         detector the call fails with FAILED_PRECONDITION; when too many calls are waiting, with
-        RESOURCE_EXHAUSTED (retry later).
+        RESOURCE_EXHAUSTED, and while the gateway's detector model server is unreachable, with UNAVAILABLE
+        (retry later in both cases).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
