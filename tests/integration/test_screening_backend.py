@@ -220,6 +220,9 @@ def test_bad_images_never_reach_the_backend_and_a_refused_one_fails_alone(
     assert "smaller than" in refused.details()
     assert isinstance(good, spb.ScreenResponse)
     assert good.probability_generated == pytest.approx(reference(detector, [photos[1]])[0][0], abs=1e-6)
+    with pytest.raises(grpc.RpcError) as info:  # alone in its batch, too
+        running.screen(tiny)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "smaller than" in info.value.details()
 
 
 def test_gateway_starts_without_its_backend_and_screens_once_it_is_up(

@@ -20,6 +20,7 @@ from genaudit.gateway.screening import (
     Screener,
     ScreenImage,
     ScreenVerdict,
+    screen_images,
 )
 
 
@@ -206,3 +207,31 @@ def test_in_process_screener_loads_its_model_once_on_first_use_and_retries_a_fai
     assert (screener.version, screener.threshold) == ("test-model-7", 0.25)
     assert isinstance(screener, Screener)  # (on Python 3.11 the check reads the properties: after loading)
     assert len(attempts) == 2
+
+
+def test_screen_images_scores_each_image_alone_when_the_model_refuses_the_batch() -> None:
+    class SmallRefusingTestModel(CountingTestModel):
+        """Refuses a whole batch holding an image under 24 px, as the Detector does below its crop side."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[int] = []
+
+        def screen_batch(self, images: list[Image.Image]) -> list[ScreenVerdict]:
+            self.calls.append(len(images))
+            if min(min(im.size) for im in images) < 24:
+                raise InvalidArgument("image is smaller than 24x24")
+            return super().screen_batch(images)
+
+    model = SmallRefusingTestModel()
+    big = _images(3)
+    small = big[1].resize((16, 16))
+    outcomes = screen_images(model, [big[0], small, big[2]])
+    reference = HighFrequencyTestScreener()
+    assert [o.probability_generated for o in (outcomes[0], outcomes[2])] == \
+        [reference.score(big[0]).probability_generated, reference.score(big[2]).probability_generated]
+    assert isinstance(outcomes[1], InvalidArgument) and "smaller" in outcomes[1].message
+    assert model.calls == [3, 1, 1, 1]  # the batch, then one call per image
+    [alone] = screen_images(model, [small])
+    assert isinstance(alone, InvalidArgument)
+    assert len(screen_images(model, big)) == 3 and model.calls[-1] == 3

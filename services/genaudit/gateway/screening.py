@@ -86,12 +86,13 @@ class DetectorModel(Protocol):
 
 def screen_images(model: DetectorModel, images: list[Image.Image]) -> list[ScreenVerdict | GenauditError]:
     """``model.screen_batch(images)``; when the model refuses the batch (InvalidArgument: an image it cannot
-    score, e.g. one smaller than its crop), each image on its own, so that only the refused ones fail."""
+    score, e.g. one smaller than its crop), each image on its own, so that only the refused ones get the
+    error (in place of their verdict)."""
     try:
         return list(model.screen_batch(images))
-    except InvalidArgument:
+    except InvalidArgument as exc:
         if len(images) == 1:
-            raise
+            return [exc]
     out: list[ScreenVerdict | GenauditError] = []
     for image in images:
         try:
