@@ -19,6 +19,8 @@ forensics_app = typer.Typer(help="Build the ForenSynth-style set, train and eval
                             no_args_is_help=True)
 
 ScaleOption = Annotated[str, typer.Option(help="Training scale: cpu (reduced, minutes on 2 cores) or full (GPU).")]
+EpochsOption = Annotated[int | None, typer.Option(help="Cap on epochs (default: the recipe's).")]
+StepsOption = Annotated[int | None, typer.Option(help="Cap on steps per epoch (default: the recipe's).")]
 ThreadsOption = Annotated[int, typer.Option(help="torch CPU threads (results are reproducible for a thread count).")]
 
 
@@ -72,6 +74,8 @@ def train(
     name: Annotated[str | None, typer.Option(help="Model name (default <arch>-forensynth).")] = None,
     families: Annotated[str | None, typer.Option(help="Train on these families only (comma-separated).")] = None,
     target_fpr: Annotated[float, typer.Option(help="False-positive rate of the operating threshold.")] = 0.01,
+    epochs: EpochsOption = None,
+    steps: StepsOption = None,
     threads: ThreadsOption = 2,
 ) -> None:
     """Train a detector with Wang et al.'s recipe, calibrate it (temperature, threshold at a target FPR), save it."""
@@ -79,7 +83,7 @@ def train(
 
     _set_threads(threads)
     trained = train_from_build(build_dir, out, arch, scale=scale, name=name, families=_split_names(families),
-                               target_fpr=target_fpr, log=_log)
+                               target_fpr=target_fpr, max_epochs=epochs, max_steps_per_epoch=steps, log=_log)
     console.print(f"detector [bold]{trained.card['version']}[/bold]: card {trained.card_path}")
 
 
@@ -91,13 +95,16 @@ def evaluate(
     archs: Annotated[str, typer.Option(help="Architectures for the leave-one-family-out tables (comma-separated;"
                                             " empty: none).")] = "freqnet,resnet50-rgb,logdct-linear,spectrum-logistic",
     scale: ScaleOption = "cpu",
+    epochs: EpochsOption = None,
+    steps: StepsOption = None,
     threads: ThreadsOption = 2,
 ) -> None:
     """Per-family AP/AUC/accuracies, robustness curves, and leave-one-family-out tables of every architecture."""
     from genaudit.forensics.detector_recipes import evaluate_build
 
     _set_threads(threads)
-    evaluate_build(build_dir, out, card_path=card, archs=_split_names(archs) or (), scale=scale, log=_log)
+    evaluate_build(build_dir, out, card_path=card, archs=_split_names(archs) or (), scale=scale,
+                   max_epochs=epochs, max_steps_per_epoch=steps, log=_log)
     console.print((out / "evaluation.md").read_text(), highlight=False)
 
 

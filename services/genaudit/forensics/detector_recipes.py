@@ -41,7 +41,6 @@ from genaudit.forensics.evaluation import (
     format_table,
     leave_one_family_out,
     lofo_table_rows,
-    predict_logits,
     robustness_curves,
 )
 from genaudit.forensics.training import TrainConfig, TrainResult, train_detector
@@ -58,10 +57,13 @@ class DetectorRecipe:
     cpu: TrainConfig
     description: str
 
-    def training_config(self, scale: str, device: str) -> TrainConfig:
+    def training_config(self, scale: str, device: str, **overrides: Any) -> TrainConfig:
+        """The scale's TrainConfig on ``device``; ``overrides`` (TrainConfig fields, None = keep) e.g. shorten a
+        run for a smoke test."""
         if scale not in SCALES:
             raise InvalidArgument(f"scale must be one of {SCALES}, got {scale!r}")
-        return replace(self.full if scale == "full" else self.cpu, device=device)
+        chosen = {k: v for k, v in overrides.items() if v is not None}
+        return replace(self.full if scale == "full" else self.cpu, device=device, **chosen)
 
 
 # Blur and JPEG each with p = 0.5 (Wang et al.'s "Blur+JPEG (0.5)"): the more robust of their two settings, and
@@ -137,14 +139,16 @@ class TrainedDetector:
 
 def train_from_build(
     build_dir: Path, out_dir: Path, arch: str = "freqnet", *, scale: str = "cpu", name: str | None = None,
-    families: Sequence[str] | None = None, target_fpr: float = 0.01, device: str | None = None, log: Log = print,
+    families: Sequence[str] | None = None, target_fpr: float = 0.01, device: str | None = None,
+    max_epochs: int | None = None, max_steps_per_epoch: int | None = None, log: Log = print,
 ) -> TrainedDetector:
     """Train ``arch`` on the build's training split (all families, or ``families``), calibrate it on the
     validation split, and write ``<name>.safetensors`` + ``<name>.json`` into ``out_dir``."""
     if not 0 < target_fpr < 1:
         raise InvalidArgument(f"target_fpr must be in (0, 1), got {target_fpr}")
     recipe = get_recipe(arch)
-    config = recipe.training_config(scale, _device(device))
+    config = recipe.training_config(scale, _device(device), max_epochs=max_epochs,
+                                    max_steps_per_epoch=max_steps_per_epoch)
     name = name or f"{arch}-forensynth"
     data = _build_summary(build_dir)
     train = load_split(build_dir, "train", families)
@@ -152,8 +156,8 @@ def train_from_build(
     net = _make_net(recipe, config.seed)
     result = train_detector(net, train, val, config, log=log)
 
-    val_logits = predict_logits(net, val.images, crop=result.crop, batch_size=config.batch_size,
-                                device=config.device)
+    # Calibrate on what the deployed Detector computes (its test-time crop, not the training crop).
+    val_logits = Detector(net, arch, recipe.config, device=config.device).logits(_as_tensor(val.images))
     temperature = fit_temperature(val_logits, val.labels)
     val_probabilities = 1.0 / (1.0 + np.exp(-val_logits / temperature))
     threshold = threshold_at_fpr(val_probabilities[val.labels == REAL], target_fpr)
@@ -175,8 +179,7 @@ def train_from_build(
                  "val_images": len(val)},
         "recipe": {"training": config.to_dict(), "calibration": "temperature scaling on the validation split; "
                    "threshold at target_fpr on its reals", "test_time": "no resizing; centre crop (Detector)"},
-        "scale": scale if scale == "full" else f"CPU reduced scale ({config.max_epochs} epochs of at most "
-                 f"{config.max_steps_per_epoch} steps); the full recipe is for a GPU",
+        "scale": _scale_note(scale, config),
         "metrics": {"val": detection_metrics(val_probabilities, val.labels, threshold),
                     "best_epoch": result.best_epoch, "stop_reason": result.stop_reason,
                     "training_seconds": round(result.seconds, 1),
@@ -196,13 +199,20 @@ def train_from_build(
     return TrainedDetector(card_path, card, result)
 
 
+def _scale_note(scale: str, config: TrainConfig) -> str:
+    steps = "one pass" if config.max_steps_per_epoch is None else f"at most {config.max_steps_per_epoch} steps"
+    used = f"{config.max_epochs} epochs of {steps} each, batch {config.batch_size}"
+    return f"full recipe ({used})" if scale == "full" else f"CPU reduced scale ({used}); the full recipe is for a GPU"
+
+
+def _as_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> uint8 (N, 3, H, W), the tensor form ``Detector`` takes."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+
+
 def detector_score_fn(detector: Detector) -> Callable[[np.ndarray], np.ndarray]:
     """A ``ScoreFn`` (uint8 (N, H, W, 3) -> probabilities) scoring with the Detector's own preprocessing."""
-
-    def score(images: np.ndarray) -> np.ndarray:
-        return detector.probabilities(torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2))
-
-    return score
+    return lambda images: detector.probabilities(_as_tensor(images))
 
 
 def _metric_rows(table: dict[str, dict[str, float]]) -> list[dict[str, object]]:
@@ -242,7 +252,8 @@ def plot_robustness(curves: dict[str, list[tuple[float, dict[str, float]]]], pat
 
 def evaluate_build(
     build_dir: Path, out_dir: Path, *, card_path: Path, archs: Sequence[str] = tuple(RECIPES), scale: str = "cpu",
-    device: str | None = None, log: Log = print,
+    device: str | None = None, max_epochs: int | None = None, max_steps_per_epoch: int | None = None,
+    log: Log = print,
 ) -> dict[str, Any]:
     """Per-family table and robustness curves of the detector at ``card_path`` on the test split, and a
     leave-one-family-out table per architecture in ``archs``; written to ``out_dir/evaluation.{json,md}`` and
@@ -262,7 +273,8 @@ def evaluate_build(
     lofo: dict[str, list[dict[str, object]]] = {}
     for arch in archs:
         recipe = get_recipe(arch)
-        config = recipe.training_config(scale, device)
+        config = recipe.training_config(scale, device, max_epochs=max_epochs,
+                                        max_steps_per_epoch=max_steps_per_epoch)
         log(f"leave-one-family-out: {arch}")
         rows = leave_one_family_out(lambda r=recipe, c=config: _make_net(r, c.seed), train, val, test, config,
                                     log=log)
