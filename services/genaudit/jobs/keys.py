@@ -35,7 +35,7 @@ def result_prefix(tenant: str, content_hash: str) -> str:
 def is_result_key_of(tenant: str, key: str) -> bool:
     """Whether ``key`` names an object under the tenant's results (a model card a detect job may load): a
     key of another tenant, or with ``..`` or empty segments, is not."""
-    prefix = result_prefix(tenant, "")
+    prefix = tenant_prefix(tenant) + "results/"
     segments = key.split("/")
     return key.startswith(prefix) and all(s and s not in {".", ".."} for s in segments)
 

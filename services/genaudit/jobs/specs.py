@@ -114,9 +114,6 @@ def feature_space_name(value: str) -> str:
 
 DEFAULT_MODEL = "default"
 MODEL_CARD_SUFFIX = ".json"
-# The architectures genaudit.forensics.detectors registers (a unit test keeps the two in step); listed here
-# because the gateway validates specs without torch.
-DETECTOR_ARCHS = ("freqnet", "resnet50-rgb", "logdct-linear", "spectrum-logistic")
 
 
 def detector_model(value: str) -> str:
@@ -133,7 +130,15 @@ def detector_model(value: str) -> str:
 
 
 def detector_arch(value: str) -> str:
-    return "" if value in DETECTOR_ARCHS else f"unknown detector architecture {value!r}; known: {list(DETECTOR_ARCHS)}"
+    from genaudit.forensics.detectors.registry import DETECTOR_ARCHITECTURES  # torch-free registry
+
+    known = list(DETECTOR_ARCHITECTURES)
+    return "" if value in DETECTOR_ARCHITECTURES else f"unknown detector architecture {value!r}; known: {known}"
+
+
+def training_crop(value: int) -> str:
+    # 0: the net's fixed input size, else the largest multiple of 8 that fits the images
+    return "" if value == 0 else multiple_of(8, 8, 512)(value)
 
 
 def real_subset_of_scored(spec: dict[str, Any]) -> str:
@@ -200,9 +205,10 @@ JOB_KINDS: dict[JobType, JobKind] = {
             "max_epochs": Field(int, 20, check=int_range(1, 1000)),
             "blur_prob": Field(float, 0.1, check=float_range(0.0, 1.0)),
             "jpeg_prob": Field(float, 0.1, check=float_range(0.0, 1.0)),
-            "crop": Field(int, 64, check=multiple_of(8, 8, 512)),
+            "crop": Field(int, 0, check=training_crop),
             "target_fpr": Field(float, 0.01, check=float_range(0.0, 0.5, low_open=True)),
             "seed": Field(int, 0, check=int_range(0, 2**31 - 1)),
+            "batch_size": Field(int, 64, check=int_range(1, 1024)),
         },
         check=real_and_generated_disjoint,
     ),

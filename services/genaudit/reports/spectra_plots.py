@@ -15,7 +15,7 @@ from genaudit.reports.plots import _plain_text
 _PANEL_IN = 2.6
 
 
-def _png(figure: Figure) -> bytes:
+def figure_png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
@@ -45,7 +45,7 @@ def spectra_grid_png(names: Sequence[str], spectra: Sequence[np.ndarray], quanti
             ax.set_yticks([])
         figure.colorbar(shown, ax=row[:2], shrink=0.8, label=quantity)
         figure.colorbar(difference, ax=row[2], shrink=0.8, label="difference")
-    return _png(figure)
+    return figure_png(figure)
 
 
 def profiles_png(
@@ -70,4 +70,4 @@ def profiles_png(
     mean_ax.set_title("Azimuthal average of the mean spectrum", fontsize=10)
     peak_ax.set_title("Peak excess on each annulus", fontsize=10)
     mean_ax.legend(fontsize=8, frameon=False)
-    return _png(figure)
+    return figure_png(figure)

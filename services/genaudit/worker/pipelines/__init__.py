@@ -21,6 +21,8 @@ _PIPELINE_MODULES: dict[JobType, str] = {
     JobType.FEATURE_EXTRACTION: "genaudit.worker.pipelines.feature_extraction",
     JobType.METRICS: "genaudit.worker.pipelines.metrics",
     JobType.SPECTRUM: "genaudit.worker.pipelines.spectrum",
+    JobType.DETECT: "genaudit.worker.pipelines.detect",
+    JobType.TRAIN_DETECTOR: "genaudit.worker.pipelines.train_detector",
 }
 
 
