@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from genaudit.errors import InvalidArgument
+from genaudit.errors import FailedPrecondition, InvalidArgument
 from genaudit.generators import load_shipped
 from genaudit.generators.sampling import to_uint8
 from genaudit.units.batches import seeded_latents
@@ -151,6 +151,11 @@ def test_refusals_for_another_generator_or_bad_latents(setup) -> None:
         with pytest.raises(InvalidArgument):
             artifact_scores(g, rare, latents)
     assert all(not m._forward_hooks for m in wider.modules())
+    try:
+        with pytest.raises(FailedPrecondition, match="eval"):
+            sequential_ablation(g.train(), rare, torch.zeros(2, DCGAN["latent_dim"]))
+    finally:
+        g.eval()
 
 
 def test_before_after_grid_and_overlay_layout() -> None:

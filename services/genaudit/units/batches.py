@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from genaudit.errors import InvalidArgument, JobCancelled
+from genaudit.errors import FailedPrecondition, InvalidArgument, JobCancelled
 from genaudit.generators.base import Generator
 
 # Called with (samples done, samples in all) after each batch.
@@ -14,6 +14,14 @@ Progress = Callable[[int, int], None]
 # Called before each batch; aborts the run by raising (e.g. a job context's ``check_cancelled`` raises
 # JobCancelled) or by returning True.
 CancelCheck = Callable[[], bool | None]
+
+
+def require_eval_mode(generator: Generator) -> None:
+    """Unit analyses need eval mode: batch norm on its running statistics, so that a sample's activations do
+    not depend on the other samples of its batch."""
+    if generator.training:
+        raise FailedPrecondition("the generator is in training mode; call .eval() so that batch norm uses its "
+                                 "running statistics and samples do not depend on their batch")
 
 
 def seeded_latents(generator: Generator, n: int, seed: int) -> torch.Tensor:

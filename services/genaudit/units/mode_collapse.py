@@ -122,12 +122,8 @@ def fit_kmeans(features: ArrayLike, k: int, seed: int = 0, *, n_init: int = 4, m
     centred = data - center  # keeps |x|^2 - 2 x.c + |c|^2 free of cancellation far from the origin
     threshold = tol * float(centred.var(axis=0).mean())
     rng = np.random.default_rng(seed)
-    best: tuple[np.ndarray, float, int] | None = None
-    for _ in range(n_init):
-        run = _lloyd(centred, _plus_plus_seeds(centred, k, rng), max_iter, threshold)
-        if best is None or run[1] < best[1]:
-            best = run
-    assert best is not None
+    runs = (_lloyd(centred, _plus_plus_seeds(centred, k, rng), max_iter, threshold) for _ in range(n_init))
+    best = min(runs, key=lambda run: run[1])  # the first of equal inertias
     return KMeans(centroids=best[0] + center, inertia=best[1], iterations=best[2])
 
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from genaudit.errors import InvalidArgument
 from genaudit.generators.base import Generator
-from genaudit.units.batches import CancelCheck, Progress, latent_batches
+from genaudit.units.batches import CancelCheck, Progress, latent_batches, require_eval_mode
 from genaudit.units.hooks import layer_hooks, resolve_layers
 from genaudit.units.monitored import architecture_of
 from genaudit.units.statistics import UnitStatistics
@@ -85,6 +85,7 @@ class ArtifactScores:
 def _checked(generator: Generator, rare: RareNeurons, latents: torch.Tensor) -> list[str]:
     if latents.ndim != 2 or latents.shape[0] < 1 or latents.shape[1] != generator.latent_dim:
         raise InvalidArgument(f"latents must be (N >= 1, {generator.latent_dim}), got {tuple(latents.shape)}")
+    require_eval_mode(generator)
     arch = architecture_of(generator)
     if rare.arch is not None and arch != rare.arch:
         raise InvalidArgument(f"the rare neurons come from architecture {rare.arch!r}, the generator is {arch!r}")

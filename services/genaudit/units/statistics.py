@@ -13,9 +13,12 @@ all its neurons over all samples -- the run accumulates, batch by batch:
   quantile of all its values, and that bound is reported per channel (``quantile_error``).
 
 The state is O(neurons + channels x bins) whatever N; only the latents (N x latent_dim, drawn at once as
-``sample_images`` draws them) grow with N. Frequencies and counts are integers and do not depend on the batch
-size; means and variances agree across batch sizes to float64 rounding; quantile estimates depend on the first
-batch (which fixes the bins) but stay within their bound.
+``sample_images`` draws them) grow with N, and each batch's float64 copy of the monitored outputs. The same
+generator, N and seed give identical statistics. Across batch sizes, counts are integers and means and
+variances agree to float64 rounding as long as the generator's float32 kernels give a sample the same
+activations in any batch (so on CPU for DCGAN; PGGAN's convolutions are not bitwise batch-size invariant, and
+an activation within rounding of 0 may then change sign); quantile estimates depend on the first batch, which
+fixes the bins, but stay within their bound.
 
 The generator must be in eval mode (batch norm on running statistics), so that a sample's activations do
 not depend on the other samples of its batch.
@@ -36,7 +39,7 @@ from safetensors.torch import load_file, save_file
 
 from genaudit.errors import FailedPrecondition, InvalidArgument
 from genaudit.generators.base import Generator
-from genaudit.units.batches import CancelCheck, Progress, latent_batches, seeded_latents
+from genaudit.units.batches import CancelCheck, Progress, latent_batches, require_eval_mode, seeded_latents
 from genaudit.units.hooks import layer_hooks, resolve_layers
 from genaudit.units.monitored import architecture_of, default_monitored_layers
 
@@ -168,51 +171,54 @@ class LayerAccumulator:
         if output.ndim < 2:
             raise InvalidArgument(f"layer {self.name!r} outputs shape {tuple(output.shape)}; unit statistics need "
                                   "(batch, channels, ...)")
-        if not bool(torch.isfinite(output).all()):
-            raise FailedPrecondition(f"layer {self.name!r} produced non-finite activations")
         batch = output.detach()
         if self.positive is None:
+            channels = batch.shape[1]
             self.positive = torch.zeros(batch.shape[1:], dtype=torch.int64, device=batch.device)
-            self.histogram = ChannelHistogram(batch.shape[1], self.bins, batch.device)
-        elif batch.shape[1:] != self.positive.shape:
-            raise InvalidArgument(f"layer {self.name!r} changed its output from {tuple(self.positive.shape)} to "
+            self.histogram = ChannelHistogram(channels, self.bins, batch.device)
+            self.mean = torch.zeros(channels, dtype=torch.float64, device=batch.device)
+            self.m2 = torch.zeros(channels, dtype=torch.float64, device=batch.device)
+        positive, histogram, mean, m2 = self._started()
+        if batch.shape[1:] != positive.shape:
+            raise InvalidArgument(f"layer {self.name!r} changed its output from {tuple(positive.shape)} to "
                                   f"{tuple(batch.shape[1:])} per sample")
-        self.positive += (batch > 0).sum(dim=0)
-        # (C, batch x positions), float64
-        values = batch.double().movedim(1, 0).reshape(batch.shape[1], -1)
+        positive += (batch > 0).sum(dim=0)
+        values = batch.double().movedim(1, 0).reshape(batch.shape[1], -1)  # (C, batch x positions)
         n_b = values.shape[1]
         mean_b = values.mean(dim=1)
+        if not bool(torch.isfinite(mean_b).all()):  # a float64 mean of float32 values is finite iff they all are
+            raise FailedPrecondition(f"layer {self.name!r} produced non-finite activations")
         m2_b = (values - mean_b[:, None]).square().sum(dim=1)
-        if self.mean is None or self.m2 is None:
-            self.mean, self.m2 = mean_b, m2_b
-        else:
-            n = self.count + n_b
-            delta = mean_b - self.mean
-            self.mean = self.mean + delta * (n_b / n)
-            self.m2 = self.m2 + m2_b + delta.square() * (self.count * n_b / n)
-        self.count += n_b
-        assert self.histogram is not None
-        self.histogram.update(values)
+        # Chan et al.; with nothing seen yet (count 0) it gives the batch's own mean and M2 exactly.
+        n = self.count + n_b
+        delta = mean_b - mean
+        self.mean = mean + delta * (n_b / n)
+        self.m2 = m2 + m2_b + delta.square() * (self.count * n_b / n)
+        self.count = n
+        histogram.update(values)
+
+    def _started(self) -> tuple[torch.Tensor, ChannelHistogram, torch.Tensor, torch.Tensor]:
+        if self.positive is None or self.histogram is None or self.mean is None or self.m2 is None:
+            raise FailedPrecondition(f"layer {self.name!r} produced no output: the forward pass does not run it")
+        return self.positive, self.histogram, self.mean, self.m2
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """Everything the accumulator holds: per neuron, per channel and per (channel, bin), whatever the
         number of samples seen."""
-        assert self.positive is not None and self.histogram is not None and self.mean is not None
-        assert self.m2 is not None
-        return {"positive": self.positive, "mean": self.mean, "m2": self.m2, "counts": self.histogram.counts,
-                "low": self.histogram.low, "width": self.histogram.width}
+        positive, histogram, mean, m2 = self._started()
+        return {"positive": positive, "mean": mean, "m2": m2, "counts": histogram.counts, "low": histogram.low,
+                "width": histogram.width}
 
     def finish(self, n_samples: int, levels: Sequence[float]) -> LayerStatistics:
-        assert self.positive is not None and self.histogram is not None and self.mean is not None
-        assert self.m2 is not None
+        positive, histogram, mean, m2 = self._started()
         return LayerStatistics(
             name=self.name,
             n_samples=n_samples,
-            positive_counts=self.positive.cpu(),
-            mean=self.mean.cpu(),
-            variance=(self.m2 / self.count).cpu(),
-            quantiles=self.histogram.quantiles(levels).cpu(),
-            quantile_error=self.histogram.error_bound.cpu(),
+            positive_counts=positive.cpu(),
+            mean=mean.cpu(),
+            variance=(m2 / self.count).cpu(),
+            quantiles=histogram.quantiles(levels).cpu(),
+            quantile_error=histogram.error_bound.cpu(),
         )
 
 
@@ -336,9 +342,7 @@ def compute_unit_statistics(
     ``progress(done, total)`` runs after each batch, ``check_cancelled()`` before each one (it aborts the
     run by raising, or by returning True: JobCancelled). Same generator, N and seed => identical
     frequencies, and means, variances and quantiles equal to float64 rounding at any batch size."""
-    if generator.training:
-        raise FailedPrecondition("the generator is in training mode; call .eval() so that batch norm uses its "
-                                 "running statistics and samples do not depend on their batch")
+    require_eval_mode(generator)
     levels = tuple(float(q) for q in quantile_levels)
     if not levels or any(not 0.0 <= q <= 1.0 for q in levels):
         raise InvalidArgument(f"quantile levels must be in [0, 1], got {list(levels)}")
