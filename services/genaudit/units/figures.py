@@ -49,8 +49,11 @@ def png_bytes(array: np.ndarray) -> bytes:
 
 def before_after_grid(original: torch.Tensor, corrected: torch.Tensor, columns: int = 8) -> np.ndarray:
     """uint8 grid: for each run of ``columns`` images, a row of originals above the row of their corrections."""
-    if original.shape != corrected.shape:
-        raise InvalidArgument(f"original {tuple(original.shape)} and corrected {tuple(corrected.shape)} differ")
+    if original.shape != corrected.shape or original.shape[0] == 0:
+        raise InvalidArgument(f"original {tuple(original.shape)} and corrected {tuple(corrected.shape)} must be "
+                              "the same non-empty shape")
+    if columns < 1:
+        raise InvalidArgument(f"columns must be at least 1, got {columns}")
     before, after = to_uint8(original), to_uint8(corrected)
     n = before.shape[0]
     columns = min(columns, n)

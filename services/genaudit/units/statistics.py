@@ -62,10 +62,10 @@ class ChannelHistogram:
     """Per-channel histogram of ``bins`` equal bins on [low_c, low_c + bins * width_c], for quantiles.
 
     The first batch fixes the range (its min and max per channel). A later value outside the range widens
-    it: the width is multiplied by 2^k and the low edge moved down by a whole number j of new bins, the
-    smallest k (then j) that covers the old range and the new values; every new bin is then a union of 2^k
-    old ones, so the counts move over exactly (old bin i -> new bin j + floor(i / 2^k)). Memory: channels x
-    bins counts, independent of the number of values.
+    it: the width is multiplied by 2^k and the low edge moved by a whole number j of new bins (new low =
+    low - j 2^k width), with the smallest k that covers the occupied old bins and the new values; every new
+    bin is then a union of 2^k old ones, so the counts move over exactly (old bin i -> new bin
+    j + floor(i / 2^k)). Memory: channels x bins counts, independent of the number of values.
 
     Error bound: each order statistic x_(r) is estimated by a point of the bin that holds it (spread evenly
     within the bin), so |estimate - x_(r)| <= width_c; numpy's linear quantile interpolates between two
@@ -135,6 +135,8 @@ class ChannelHistogram:
 
     def quantiles(self, levels: Sequence[float]) -> torch.Tensor:
         """(Q, C) float64 estimates of numpy.quantile(values_c, q) (linear), within ``error_bound``."""
+        if self.total == 0:
+            raise FailedPrecondition("no values were added to the histogram")
         cumulative = self.counts.cumsum(dim=1)
         rows = []
         for q in levels:
