@@ -203,19 +203,6 @@ def test_nearest_x2_peak_lies_on_the_nyquist_annulus(ctx: WorkerContext, spectru
     assert html.count("data:image/png;base64,") == 3 and "nearest x2" in html and "zz_small.png" in html
 
 
-def test_spectrum_job_cancelled_between_batches_writes_nothing(ctx: WorkerContext) -> None:
-    real_id = _upload(ctx, "real for cancel", _crops(24, SIZE, seed=5))
-    other_id = _upload(ctx, "other for cancel", _crops(8, SIZE, seed=6))
-    before = _result_objects(ctx)
-    spec = validate_spec(JobType.SPECTRUM, {"real_dataset_id": real_id, "generated_dataset_ids": [other_id]})
-    job, _ = ctx.records.create_job(TENANT, JobType.SPECTRUM, spec)
-    ctx.records.cancel_job_id = job.id
-    execute_job(job.id, ctx)
-    done = ctx.records.load_job(job.id)
-    assert done.state == JobState.CANCELLED and done.progress < 0.5
-    assert _result_objects(ctx) == before and not list(ctx.store.list(keys.job_prefix(TENANT, job.id)))
-
-
 # --- train_detector and detect ----------------------------------------------------------------------------
 
 def _images(ctx: WorkerContext, image_keys: list[str]) -> list[Image.Image]:
@@ -357,3 +344,57 @@ def test_detect_refuses_unknown_and_foreign_model_keys(ctx: WorkerContext, train
         job = _run(ctx, JobType.DETECT, {"dataset_ids": [real_id], "model": model})
         assert job.state == JobState.FAILED
         assert job.error.startswith(f"unknown model {model!r}: give \"default\" or the model_card key")
+
+
+def test_gateway_checks_every_dataset_and_the_model_of_a_detect_spec(
+    ctx: WorkerContext, trained: tuple[Job, str, str],
+) -> None:
+    from types import SimpleNamespace
+
+    from genaudit.api.v1 import jobs_pb2 as pb
+    from genaudit.errors import NotFound
+    from genaudit.gateway.servicers.jobs import checked_spec
+
+    job, real_id, fake_id = trained
+    for dataset_id in (real_id, fake_id):
+        ctx.records.update_dataset_counts(TENANT, dataset_id, 48, 1)
+    gateway = SimpleNamespace(records=ctx.records, store=ctx.store)  # what checked_spec reads
+
+    def check(tenant: str = TENANT, **fields: object) -> dict:
+        spec = pb.JobSpec(detect=pb.DetectSpec(**{"dataset_ids": [real_id, fake_id], **fields}))
+        return checked_spec(gateway, tenant, spec, require_images=True)[1]
+
+    card = job.result_keys["model_card"]
+    assert check(model=card, real_dataset_ids=[real_id])["model"] == card
+    assert check()["model"] == "default"
+    with pytest.raises(NotFound, match="ds_nope"):
+        check(dataset_ids=[real_id, "ds_nope"])
+    with pytest.raises(NotFound, match="unknown model"):
+        check(model=card.replace("model.json", "other.json"))
+    ctx.store.put_bytes(card.replace(f"tenants/{TENANT}/", "tenants/rival/", 1), ctx.store.get_bytes(card))
+    with pytest.raises(NotFound):  # the datasets are not the rival's, nor is the card under the rival's results
+        check("rival", model=card)
+    with pytest.raises(NotFound, match="unknown model"):  # a key of another tenant that exists
+        check(model=card.replace(f"tenants/{TENANT}/", "tenants/rival/", 1))
+
+
+@pytest.mark.parametrize("job_type", [JobType.SPECTRUM, JobType.DETECT, JobType.TRAIN_DETECTOR])
+def test_jobs_cancelled_while_running_write_nothing(
+    ctx: WorkerContext, trained: tuple[Job, str, str], job_type: JobType,
+) -> None:
+    real_id = _upload(ctx, f"real for cancel {job_type}", _crops(24, SIZE, seed=5))
+    other_id = _upload(ctx, f"other for cancel {job_type}", [(n, _nearest_x2(im)) for n, im in _crops(24, 32, seed=6)])
+    spec = {
+        JobType.SPECTRUM: {"real_dataset_id": real_id, "generated_dataset_ids": [other_id]},
+        JobType.DETECT: {"dataset_ids": [real_id, other_id], "model": trained[0].result_keys["model_card"],
+                         "batch_size": 4},
+        JobType.TRAIN_DETECTOR: {"real_dataset_ids": [real_id], "generated_dataset_ids": [other_id],
+                                 "arch": "logdct-linear", "max_epochs": 1},
+    }[job_type]
+    before = _result_objects(ctx)
+    job, _ = ctx.records.create_job(TENANT, job_type, validate_spec(job_type, spec))
+    ctx.records.cancel_job_id = job.id
+    execute_job(job.id, ctx)
+    done = ctx.records.load_job(job.id)
+    assert done.state == JobState.CANCELLED and done.progress < 0.5
+    assert _result_objects(ctx) == before and not list(ctx.store.list(keys.job_prefix(TENANT, job.id)))
