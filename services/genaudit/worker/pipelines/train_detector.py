@@ -270,19 +270,19 @@ def run(job: Job, ctx: WorkerContext, progress: JobProgress) -> dict[str, str]:
     prefix = keys.result_prefix(job.tenant, h)
     result_keys = {"model_weights": prefix + WEIGHTS_FILE, "model_card": prefix + CARD_FILE,
                    "summary": prefix + SUMMARY_FILE, "report": prefix + REPORT_FILE}
-    recipe = result.to_dict()
+    parameters = sum(p.numel() for p in net.parameters())
     card: dict[str, Any] = {
         "name": MODEL_NAME, "arch": arch, "config": config, "version": f"{arch}-{h[:12]}",
         "temperature": temperature, "threshold": threshold, "target_fpr": spec["target_fpr"],
         "data": _data_record(sets, train, val, job, side),
-        "recipe": {"training": recipe, "spec": dict(spec), "calibration": _calibration_note(temperature)},
+        "recipe": {"training": result.to_dict(), "spec": dict(spec), "calibration": _calibration_note(temperature)},
         "scale": {"image_side": side, "crop": result.crop, "n_train": len(train), "n_val": len(val),
-                  "parameters": sum(p.numel() for p in net.parameters()), "train_seconds": result.seconds,
+                  "parameters": parameters, "train_seconds": result.seconds,
                   "device": device.type},
         "metrics": {"validation": val_metrics,
                     "selection": {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy,
                                   "best_val_ap": _finite(result.best_val_ap)}},
-        "weights_file": WEIGHTS_FILE, "parameters": sum(p.numel() for p in net.parameters()),
+        "weights_file": WEIGHTS_FILE, "parameters": parameters,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": f"genaudit jobs submit train_detector --spec '{json.dumps(spec, sort_keys=True)}'",
     }
