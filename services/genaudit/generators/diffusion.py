@@ -42,8 +42,9 @@ EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t as (N
 
 
 def linear_betas(timesteps: int) -> torch.Tensor:
-    """Ho et al.'s linear schedule: beta_t evenly spaced from 1e-4 to 0.02 over ``timesteps`` steps (float64)."""
-    return torch.linspace(BETA_START, BETA_END, timesteps, dtype=torch.float64)
+    """Ho et al.'s linear schedule: beta_t evenly spaced from 1e-4 to 0.02 over ``timesteps`` steps (float64, on the
+    CPU even while a model is built on the meta device)."""
+    return torch.linspace(BETA_START, BETA_END, timesteps, dtype=torch.float64, device="cpu")
 
 
 def alpha_bars(betas: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ from genaudit.generators.recipes import describe_scale, image_grid, save_sample_
 from genaudit.generators.registry import get_architecture
 
 GRID_SEED = 1234
-GRID_ROWS = 6
+GRID_ROWS = {"full": 6, "cpu": 6, "tiny": 2}  # tiny: a small grid keeps test builds fast
 
 
 def save_trained(
@@ -44,15 +44,16 @@ def save_trained(
     weights = folder / f"{recipe.family}.safetensors"
     save_generator(trained.model, weights, recipe.arch, trained.config)
     samples = folder / f"{recipe.family}-samples.png"
+    rows = GRID_ROWS[scale_name]
     if isinstance(trained.model, ImageToImage):
         if pairs is None:
             raise ValueError("an image-to-image family's grid needs (sources, fakes) pairs")
-        sources, fakes = (a[: GRID_ROWS * GRID_ROWS // 2] for a in pairs)
-        image_grid(np.stack([sources, fakes], axis=1).reshape(-1, *sources.shape[1:]), GRID_ROWS).save(samples)
-        grid = "pairs (held-out real crop, its generated counterpart) from the test split, 3 per row"
+        sources, fakes = (a[: rows * rows // 2] for a in pairs)
+        image_grid(np.stack([sources, fakes], axis=1).reshape(-1, *sources.shape[1:]), rows).save(samples)
+        grid = f"pairs (held-out real crop, its generated counterpart) from the test split, {rows // 2} per row"
     else:
-        save_sample_grid(trained.model, samples, torch.Generator().manual_seed(GRID_SEED), rows=GRID_ROWS)
-        grid = f"{GRID_ROWS}x{GRID_ROWS} samples for latents seeded {GRID_SEED}"
+        save_sample_grid(trained.model, samples, torch.Generator().manual_seed(GRID_SEED), rows=rows)
+        grid = f"{rows}x{rows} samples for latents seeded {GRID_SEED}"
     scale = recipe.scale(scale_name)
     card = {
         "name": recipe.family,
