@@ -7,6 +7,8 @@
 - ``shipped``: ``shipped_generators()``, ``load_shipped(name)`` for the weights in ``weights/``.
 - ``sampling``: ``sample_images`` (seeded samples as PIL images), ``to_uint8``.
 - ``recipes``: the training recipes of the shipped weights (``scripts/train_generator.py``).
+- ``base``: ``Generator`` (latents -> images) and ``ImageToImage`` (images -> images); architectures in
+  ``dcgan``, ``pggan``, ``autoencoder`` (pixel shuffle), ``superres`` (bilinear x4), ``diffusion`` (DDPM/DDIM).
 
 Importing this package does not import torch: the names that need it load on first access.
 """
@@ -26,13 +28,14 @@ from genaudit.generators.registry import (
 )
 
 if TYPE_CHECKING:
-    from genaudit.generators.base import Generator
+    from genaudit.generators.base import Generator, ImageToImage
     from genaudit.generators.loading import load_generator, save_generator
     from genaudit.generators.sampling import sample_images, to_uint8
     from genaudit.generators.shipped import load_shipped, shipped_generators
 
 _LAZY = {
     "Generator": "genaudit.generators.base",
+    "ImageToImage": "genaudit.generators.base",
     "load_generator": "genaudit.generators.loading",
     "save_generator": "genaudit.generators.loading",
     "load_shipped": "genaudit.generators.shipped",
@@ -45,6 +48,7 @@ __all__ = [
     "ARCHITECTURES",
     "ArchitectureSpec",
     "Generator",
+    "ImageToImage",
     "Param",
     "build_discriminator",
     "build_generator",

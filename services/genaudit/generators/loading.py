@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from genaudit.generators.base import Generator
+from genaudit.generators.base import Generator, ImageToImage
 from genaudit.generators.registry import build_generator, get_architecture
 from genaudit.generators.weights_io import (
     DEFAULT_MAX_WEIGHTS_BYTES,
@@ -32,7 +32,7 @@ from genaudit.storage.base import ObjectStore
 __all__ = ["DEFAULT_MAX_WEIGHTS_BYTES", "METADATA_KEY", "expected_tensors", "load_generator", "save_generator"]
 
 
-def save_generator(model: Generator, path: Path, arch: str, config: Mapping[str, Any]) -> None:
+def save_generator(model: Generator | ImageToImage, path: Path, arch: str, config: Mapping[str, Any]) -> None:
     """Writes ``model``'s weights (``expected_tensors``) as float32 safetensors with arch and config in the
     metadata, so that ``load_generator(arch, path)`` needs no config."""
     save_weights(model, path, arch, get_architecture(arch).validate_config(config))
@@ -48,7 +48,7 @@ def load_generator(
     max_bytes: int = DEFAULT_MAX_WEIGHTS_BYTES,
     settings: Settings | None = None,
     store: ObjectStore | None = None,
-) -> Generator:
+) -> Generator | ImageToImage:
     """A generator of architecture ``arch`` with the weights of a safetensors file, in eval mode on ``device``.
 
     ``weights``: local path, ``s3://bucket/key`` (fetched via ``genaudit.storage``; cached in
