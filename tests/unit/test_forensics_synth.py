@@ -266,3 +266,15 @@ def test_the_png_writer_takes_only_64px_rgb_uint8(tmp_path: Path) -> None:
     image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     write_png(image, tmp_path / "ok.png")
     assert np.array_equal(np.asarray(Image.open(tmp_path / "ok.png")), image)  # lossless
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"scale": "huge"}, "unknown scale"), ({"families": ["stylegan"]}, "unknown generator family"),
+     ({"counts": {"test": 0}}, "positive int"), ({"counts": {"holdout": 3}}, "unknown split"),
+     ({"families": []}, "no family")],
+)
+def test_bad_arguments_are_refused_before_any_work(kwargs: dict, message: str, tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        build_forensynth(tmp_path / "out", **{"scale": "tiny", **kwargs})
+    assert not (tmp_path / "out").exists()

@@ -74,6 +74,8 @@ def build_forensynth(
     """
     if scale not in SCALES:
         raise InvalidArgument(f"unknown scale {scale!r}; known: {list(SCALES)}")
+    if isinstance(families, str):
+        families = [families]
     recipes = [get_recipe(f) for f in (RECIPES if families is None else families)]
     if not recipes:
         raise InvalidArgument("no family to build")
@@ -97,8 +99,6 @@ def build_forensynth(
             continue
         manifest["families"][recipe.family] = _build_family(out, recipe, scale, per_split, seed, regions, log)
         manifest["updated"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        _write_manifest(out, manifest)
-    if not (out / MANIFEST).exists():  # every family was complete, but the file had to be rewritten
         _write_manifest(out, manifest)
     return out
 
