@@ -396,5 +396,6 @@ def test_jobs_cancelled_while_running_write_nothing(
     ctx.records.cancel_job_id = job.id
     execute_job(job.id, ctx)
     done = ctx.records.load_job(job.id)
-    assert done.state == JobState.CANCELLED and done.progress < 0.5
+    # stopped at the check after the first progress write (reports are throttled: where depends on timing)
+    assert done.state == JobState.CANCELLED and done.started_at is not None and 0 < done.progress < 1
     assert _result_objects(ctx) == before and not list(ctx.store.list(keys.job_prefix(TENANT, job.id)))
