@@ -273,6 +273,16 @@ class UnitStatistics:
             "layers": {name: list(layer.neuron_shape) for name, layer in self.layers.items()},
         }
 
+    def channel_quantile(self, layer: str, level: float) -> torch.Tensor:
+        """float64 (C,): the per-channel quantile of ``layer`` at ``level``, one of ``quantile_levels``
+        (InvalidArgument for another level or a layer without statistics)."""
+        if layer not in self.layers:
+            raise InvalidArgument(f"layer {layer!r} has no statistics; layers with statistics: {list(self.layers)}")
+        matches = [i for i, q in enumerate(self.quantile_levels) if math.isclose(q, level, abs_tol=1e-12)]
+        if not matches:
+            raise InvalidArgument(f"quantile level {level} was not computed; levels: {list(self.quantile_levels)}")
+        return self.layers[layer].quantiles[matches[0]]
+
     def save(self, path: str | Path) -> None:
         """One safetensors file: tensors ``<layer>/<field>``, and ``metadata()`` as JSON under the metadata
         key ``genaudit_units``."""
