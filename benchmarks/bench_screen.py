@@ -11,8 +11,11 @@ Latency is the client's wall time per call; throughput is completed calls per se
     python benchmarks/bench_screen.py                          # shipped default detector
     python benchmarks/bench_screen.py --model random-freqnet   # untrained freqnet, default config (same cost)
     python benchmarks/bench_screen.py --model path/to/card.json --clients 1,8 --seconds 3
+    python benchmarks/bench_screen.py --torch-threads 1      # OMP_NUM_THREADS=1 in both server processes
 
-The clients share the machine with the servers: on a small machine the figures include their CPU time.
+The clients share the machine with the servers: on a small machine the figures include their CPU time. On
+an oversubscribed machine torch's intra-op threads (one per core by default) wait for each other at every
+parallel region; ``--torch-threads 1`` removes that effect from both setups alike.
 """
 
 from __future__ import annotations
@@ -197,7 +200,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="64,256", help="comma-separated image sides (px)")
     parser.add_argument("--seconds", type=float, default=5.0, help="measurement time per row")
     parser.add_argument("--warmup", type=int, default=3, help="calls per client before each measurement")
+    parser.add_argument("--torch-threads", type=int, default=0,
+                        help="OMP_NUM_THREADS of the server processes (0: torch's default, one per core)")
     args = parser.parse_args()
+    if args.torch_threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.torch_threads)  # inherited by the server processes
     levels = [int(x) for x in args.clients.split(",")]
     sizes = [int(x) for x in args.sizes.split(",")]
     images = {size: photos_png(size) for size in sizes}
@@ -215,8 +222,9 @@ def main() -> None:
                         rows.append((name, size, clients, result))
                         print(f"  {name} {size}px x{clients}: {result['per_s']:.1f}/s", file=sys.stderr)
 
-    print(f"\nScreen RPC, model {args.model!r}, CPU, {os.cpu_count()} cores, {args.seconds:.0f} s per row "
-          f"after {args.warmup} warm-up calls per client\n")
+    threads = args.torch_threads or "default"
+    print(f"\nScreen RPC, model {args.model!r}, CPU ({os.cpu_count()} cores), torch threads {threads}, "
+          f"{args.seconds:.0f} s per row after {args.warmup} warm-up calls per client\n")
     print(f"| {'setup':<26} | {'image':>7} | {'clients':>7} | {'p50 ms':>8} | {'p99 ms':>8} | {'img/s':>7} "
           f"| {'calls':>6} | {'errors':>6} |")
     print(f"|{'-' * 28}|{'-' * 9}:|{'-' * 9}:|{'-' * 10}:|{'-' * 10}:|{'-' * 9}:|{'-' * 8}:|{'-' * 8}:|")
