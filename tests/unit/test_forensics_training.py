@@ -144,6 +144,7 @@ def test_a_tiny_net_learns_a_separable_problem() -> None:
     fitted = torch.cat(net.fitted_on)
     expected = torch.from_numpy(train.images[:, 4:20, 4:20].copy()).permute(0, 3, 1, 2).float() / 255
     torch.testing.assert_close(fitted, expected)
+    assert all(b.is_contiguous() for b in net.fitted_on)  # not channels-last views (see images_to_tensor)
     assert result.to_dict()["config"]["lr"] == 0.05
 
 
@@ -259,3 +260,32 @@ def test_bad_configs_and_sets_are_refused() -> None:
         train_detector(ChannelNet(), only_reals, _set(2, 2, 8, seed=11), TrainConfig(), log=_quiet)
     with pytest.raises(InvalidArgument, match="multiple of 8"):
         train_detector(ChannelNet(), _set(2, 2, 8, seed=12), _set(2, 2, 8, seed=13), TrainConfig(crop=6), log=_quiet)
+
+
+def test_a_real_freqnet_trains_through_the_recipe_and_scores_like_the_detector() -> None:
+    from genaudit.forensics.detector import Detector
+    from genaudit.forensics.detectors import build_detector_net
+    from genaudit.forensics.evaluation import score_function
+
+    config = {"dct_width": 8, "spatial_width": 4, "depth": 1}
+    train, val = _set(12, 12, 32, seed=14), _set(4, 4, 32, seed=15)
+    recipe = TrainConfig(lr=1e-3, batch_size=8, max_epochs=1, seed=2)
+
+    def run() -> tuple[nn.Module, list[float]]:
+        torch.manual_seed(0)
+        net = build_detector_net("freqnet", config)
+        result = train_detector(net, train, val, recipe, log=_quiet)
+        assert result.crop == 32 and len(result.history) == 1 and not net.training
+        return net, [result.history[0].train_loss, result.history[0].val_ap]
+
+    net, numbers = run()
+    again, again_numbers = run()
+    assert numbers == again_numbers and np.isfinite(numbers).all()  # Gumbel noise included
+    assert torch.equal(net.head.weight, again.head.weight)
+    untrained = build_detector_net("freqnet", config)
+    assert not torch.equal(net.head.weight, untrained.head.weight)
+    assert float(net.dct_std.min()) > 0 and not torch.equal(net.dct_mean, untrained.dct_mean)  # fitted
+    ours = score_function(net, temperature=1.7)(val.images)
+    detector = Detector(net, "freqnet", config, temperature=1.7)
+    theirs = detector.probabilities([Image.fromarray(img) for img in val.images])
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5)

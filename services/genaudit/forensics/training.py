@@ -31,10 +31,15 @@ from scipy.special import expit
 from torch import nn
 
 from genaudit.errors import InvalidArgument
-from genaudit.forensics._inputs import to_image_batch
 from genaudit.forensics.augment import TrainAugment, ValTransform
 from genaudit.forensics.datasets import FAKE, REAL, LabelledImages
-from genaudit.forensics.evaluation import center_crop_batch, detection_metrics, predict_logits, resolve_crop
+from genaudit.forensics.evaluation import (
+    center_crop_batch,
+    detection_metrics,
+    images_to_tensor,
+    predict_logits,
+    resolve_crop,
+)
 
 # lr * factor^k is compared with min_lr with this relative slack: 1e-4 * 0.1 * 0.1 is 1.0000000000000002e-06
 # or 9.999999999999999e-07 depending on the order of operations, and must count as 1e-6.
@@ -112,7 +117,7 @@ class _CentreCrops:
     def __iter__(self) -> Iterator[torch.Tensor]:
         for start in range(0, len(self.images), self.batch_size):
             batch = center_crop_batch(self.images[start : start + self.batch_size], self.crop)
-            yield to_image_batch(batch).to(self.device)
+            yield images_to_tensor(batch, self.device)
 
 
 def _check_both_classes(data: LabelledImages, name: str) -> None:
@@ -173,7 +178,7 @@ def train_detector(
             steps = steps[: config.max_steps_per_epoch]
             loss_sum, seen = 0.0, 0
             for index in steps:
-                x = to_image_batch(np.stack([augment(train.images[i], rng) for i in index])).to(device)
+                x = images_to_tensor(np.stack([augment(train.images[i], rng) for i in index]), device)
                 y = torch.from_numpy(train.labels[index]).to(device=device, dtype=torch.float32)
                 loss = nn.functional.binary_cross_entropy_with_logits(net(x).reshape(-1), y, pos_weight=pos_weight)
                 if regularization is not None:
