@@ -6,7 +6,8 @@ The net follows the detector interface: ``forward(x) -> (B,)`` logits for float 
 Recipe: fit the net's input normalization on centre crops of the un-augmented training images; Adam;
 loss = BCE with logits, fakes weighted by n_real / n_fake so that an unbalanced set counts both classes
 equally, + ``net.regularization()``; training images augmented by ``augment.TrainAugment``; after each
-epoch, accuracy (at logit 0) and AP on the validation set under ``augment.ValTransform``. The best
+epoch, accuracy (at logit 0) and AP on the validation set under ``augment.ValTransform`` (blur 1.5 and
+JPEG 65 on every validation image, each when training uses it with p > 0; computed once). The best
 weights by validation accuracy are kept; after ``patience`` epochs without a strictly higher accuracy
 the learning rate is multiplied by ``lr_factor`` and training restarts from the best weights (and the
 optimizer state of that epoch); training stops when the learning rate would fall below ``min_lr``, or
