@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from genaudit.errors import FailedPrecondition, InvalidArgument
+from genaudit.generators import load_shipped
 from genaudit.units.artifact_units import (
     ArtifactClassifier,
     cam_masks,
@@ -22,7 +23,8 @@ from genaudit.units.artifact_units import (
 )
 from genaudit.units.batches import seeded_latents
 from genaudit.units.flaws import rare_neuron_scores
-from genaudit.units.interventions import UnitIntervention, generate
+from genaudit.units.interventions import UnitIntervention, generate, intervened
+from genaudit.units.monitored import default_monitored_layers
 from genaudit.units.rare import rare_neurons
 from genaudit.units.statistics import compute_unit_statistics
 from tests.unit.test_units_interventions import (
@@ -212,3 +214,25 @@ def test_sequential_correction_scores_later_layers_on_the_corrected_generator() 
         sequential_correction(g, ["block2.act"], flawed, masks, top_k=17)
     with pytest.raises(InvalidArgument):
         sequential_correction(g, ["block2.act", "block3.act"], flawed, masks, top_k={"block2.act": 1})
+
+
+def test_end_to_end_on_the_shipped_dcgan_fashion_changes_flawed_samples_more_than_normal_ones() -> None:
+    g = load_shipped("dcgan-fashion").eval()
+    layers = default_monitored_layers(g)
+    rare = rare_neurons(compute_unit_statistics(g, 600, 0, batch_size=100, bins=256))
+    latents = seeded_latents(g, 300, 1)
+    scores = rare_neuron_scores(g, rare, latents, batch_size=100)
+    result = correct_artifact_units(g, latents, scores, layers, top_k=4, statistics_samples=600,
+                                    statistics_bins=256, epochs=20, batch_size=100)
+    assert result.correction.layers == tuple(layers)
+    for name in layers:
+        defects = result.correction.defects[name]
+        assert len(defects.selected) == 4
+        # The selected units stand out: each scores above the layer's median unit.
+        assert float(defects.scores[list(defects.selected)].min()) > float(defects.scores.median())
+    assert result.corrected.shape == result.original.shape == (300, 1, 32, 32)
+    change = (result.corrected - result.original).abs().mean(dim=(1, 2, 3)).numpy()
+    assert change[result.labels.flawed].mean() > 1.5 * change[result.labels.normal].mean()
+    with intervened(g, result.correction.interventions):  # the flawed images lose rare activations
+        after = rare_neuron_scores(g, rare, latents, batch_size=100)
+    assert after[result.labels.flawed].mean() < scores[result.labels.flawed].mean()

@@ -135,6 +135,18 @@ def test_inserting_the_painting_unit_in_a_region_draws_the_square_there(setup) -
     assert float(effect.before[:, 0].mean()) < 0.01
 
 
+def test_unit_thresholds_are_numpy_quantiles_within_the_reported_error(setup) -> None:
+    g, stats, _, _, _ = setup
+    _, acts = reference_forward(g, seeded_latents(g, 400, 0), LAYERS, batch_size=400)
+    for name in LAYERS:
+        values = np.moveaxis(acts[name], 1, 0).reshape(acts[name].shape[1], -1)
+        for level in (0.99, 0.999):
+            gap = np.abs(stats.channel_quantile(name, level).numpy() - np.quantile(values, level, axis=1))
+            assert (gap <= stats.layers[name].quantile_error.numpy()).all()
+    with pytest.raises(InvalidArgument, match="no statistics"):
+        stats.channel_quantile("block1.act", 0.99)
+
+
 def test_refusals(setup) -> None:
     g, stats, latents, _, _ = setup
     masks = np.zeros((60, 1, 8, 8), dtype=bool)
