@@ -144,7 +144,7 @@ def test_a_tiny_net_learns_a_separable_problem() -> None:
     fitted = torch.cat(net.fitted_on)
     expected = torch.from_numpy(train.images[:, 4:20, 4:20].copy()).permute(0, 3, 1, 2).float() / 255
     torch.testing.assert_close(fitted, expected)
-    assert all(b.is_contiguous() for b in net.fitted_on)  # not channels-last views (see images_to_tensor)
+    assert all(b.is_contiguous() for b in net.fitted_on)  # not channels-last views (see _inputs.to_image_batch)
     assert result.to_dict()["config"]["lr"] == 0.05
 
 

@@ -32,7 +32,9 @@ def to_image_batch(image: ImageLike, *, dtype: torch.dtype = torch.float32) -> t
 
     Tensors are channels-first: (C, H, W) gains a batch axis, (B, C, H, W) is kept; integer tensors are
     divided by 255. Numpy arrays are channels-last: (H, W) grey, (H, W, C), or (B, H, W, C); uint8 is
-    divided by 255, floating arrays are taken as already in [0, 1].
+    divided by 255, floating arrays are taken as already in [0, 1]. The result is always contiguous
+    channels-first: torch 2.14's CPU (mkldnn) backward of a strided 1x1 convolution corrupts memory on a
+    channels-last view such as the permuted numpy batch.
     """
     if isinstance(image, np.ndarray):
         array = image
@@ -50,7 +52,7 @@ def to_image_batch(image: ImageLike, *, dtype: torch.dtype = torch.float32) -> t
     else:
         raise InvalidArgument(f"expected a numpy array or torch tensor, got {type(image).__name__}")
     if tensor.is_floating_point():
-        return tensor.to(dtype)
+        return tensor.to(dtype).contiguous()
     if tensor.dtype != torch.uint8:
         raise InvalidArgument(f"integer images must be uint8, got {tensor.dtype}")
-    return tensor.to(dtype) / 255.0
+    return (tensor.to(dtype) / 255.0).contiguous()

@@ -151,15 +151,6 @@ def center_crop_batch(images: np.ndarray, crop: int) -> np.ndarray:
     return images[:, top : top + crop, left : left + crop]
 
 
-def images_to_tensor(images: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
-    """A uint8 (N, H, W, 3) batch as a contiguous float (N, 3, H, W) tensor in [0, 1] on ``device``.
-
-    Contiguous, not the channels-last view a permute gives: with torch 2.14.1 on CPU, the oneDNN backward
-    of a 1x1 stride-2 convolution on channels-last input corrupts memory (FreqNet's downsampling blocks).
-    """
-    return to_image_batch(images).contiguous().to(device)
-
-
 def predict_logits(
     net: nn.Module, images: np.ndarray, *, crop: int, batch_size: int = 64, device: str | torch.device = "cpu"
 ) -> np.ndarray:
@@ -171,7 +162,7 @@ def predict_logits(
     try:
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
-                x = images_to_tensor(center_crop_batch(images[start : start + batch_size], crop), device)
+                x = to_image_batch(center_crop_batch(images[start : start + batch_size], crop)).to(device)
                 out.append(net(x).reshape(-1).double().cpu().numpy())
     finally:
         net.train(was_training)

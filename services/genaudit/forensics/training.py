@@ -32,12 +32,12 @@ from scipy.special import expit
 from torch import nn
 
 from genaudit.errors import InvalidArgument
+from genaudit.forensics._inputs import to_image_batch
 from genaudit.forensics.augment import TrainAugment, ValTransform
 from genaudit.forensics.datasets import FAKE, REAL, LabelledImages
 from genaudit.forensics.evaluation import (
     center_crop_batch,
     detection_metrics,
-    images_to_tensor,
     predict_logits,
     resolve_crop,
 )
@@ -118,7 +118,7 @@ class _CentreCrops:
     def __iter__(self) -> Iterator[torch.Tensor]:
         for start in range(0, len(self.images), self.batch_size):
             batch = center_crop_batch(self.images[start : start + self.batch_size], self.crop)
-            yield images_to_tensor(batch, self.device)
+            yield to_image_batch(batch).to(self.device)
 
 
 def _check_both_classes(data: LabelledImages, name: str) -> None:
@@ -179,7 +179,7 @@ def train_detector(
             steps = steps[: config.max_steps_per_epoch]
             loss_sum, seen = 0.0, 0
             for index in steps:
-                x = images_to_tensor(np.stack([augment(train.images[i], rng) for i in index]), device)
+                x = to_image_batch(np.stack([augment(train.images[i], rng) for i in index])).to(device)
                 y = torch.from_numpy(train.labels[index]).to(device=device, dtype=torch.float32)
                 loss = nn.functional.binary_cross_entropy_with_logits(net(x).reshape(-1), y, pos_weight=pos_weight)
                 if regularization is not None:
