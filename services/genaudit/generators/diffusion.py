@@ -145,7 +145,9 @@ class TinyUNet(nn.Module):
         super().__init__()
         widths = [base_width * min(2**i, 4) for i in range(levels)]
         emb_dim = 4 * base_width
-        self.time = nn.Sequential(OrderedDict(embed=SinusoidalEmbedding(base_width), fc1=nn.Linear(base_width, emb_dim),
+        # At least 16 frequencies: with fewer, steps 0..999 alias and a narrow UNet can barely tell them apart.
+        freq_dim = max(32, base_width)
+        self.time = nn.Sequential(OrderedDict(embed=SinusoidalEmbedding(freq_dim), fc1=nn.Linear(freq_dim, emb_dim),
                                               act=nn.SiLU(), fc2=nn.Linear(emb_dim, emb_dim)))
         self.stem = nn.Conv2d(channels, base_width, 3, padding=1)
         previous = base_width
