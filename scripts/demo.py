@@ -15,6 +15,9 @@ audited are
 - ``pggan-photos``: samples of the small progressive GAN we trained on such crops and ship in the
   package (a CPU-scale run: its samples are poor, and the audit says so).
 
+Every scenario also screens each set with the shipped default detector (``--detect``: a detect job with the real
+set as negatives) and prints the share flagged as generated, the mean probability and AP against the real set.
+
 ``fashion``: the real set is Fashion-MNIST training images (Debian ``dataset-fashion-mnist``, fetched
 with apt-get download, nothing installed), audited are held-out Fashion-MNIST test images and samples of
 the shipped ``dcgan-fashion`` generator; all at 32 px, the 28 px images zero-padded as the generator's
@@ -105,7 +108,7 @@ def main() -> None:
     print(f"wrote {args.count} images per set under {out / 'data'}")
 
     genaudit = Path(sys.executable).with_name("genaudit")
-    command = [str(genaudit), "audit", str(real), *map(str, generated), "--out", str(out / "store")]
+    command = [str(genaudit), "audit", str(real), *map(str, generated), "--out", str(out / "store"), "--detect"]
     print("$", " ".join(command), flush=True)
     raise SystemExit(subprocess.call(command))
 

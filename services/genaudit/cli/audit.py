@@ -102,6 +102,35 @@ def summary_table(summary: dict[str, Any]) -> Table:
     return table
 
 
+def detection_table(summary: dict[str, Any]) -> Table:
+    """A detect job's summary.json: per set, the share flagged at the operating threshold and the mean
+    probability ("mean p"); for the generated sets, AP and TPR at 1% FPR against the real set."""
+    model = summary["model"]
+    table = Table(title=f"detector {model['version']} (threshold {model['threshold']:.3f})")
+    table.add_column("set", overflow="fold")
+    for column in ("images", "flagged", "mean p", "AP vs real", "TPR@1%FPR"):
+        table.add_column(column, justify="right")
+    metrics = {e["dataset_id"]: e["metrics"] for e in summary.get("evaluation", {}).get("generated", [])}
+    for entry in summary["datasets"]:
+        m = metrics.get(entry["dataset_id"], {})
+        flagged = entry["labels"]["generated"] / max(1, entry["n_scored"])
+        table.add_row(entry["name"] + (" (real)" if entry["role"] == "real" else ""), str(entry["n_scored"]),
+                      f"{100 * flagged:.1f}%", f"{entry['mean_probability']:.3f}", _number(m.get("ap"), 3),
+                      _number(m.get("tpr_at_1pct_fpr"), 3))
+    return table
+
+
+def _run_or_exit(ctx, job_type: JobType, spec: dict[str, Any], title: str) -> Job:
+    from genaudit.jobs.specs import validate_spec
+
+    job, _ = ctx.records.create_job(TENANT, job_type, validate_spec(job_type, spec))
+    job = run_job_with_progress(ctx, job, title)
+    if job.error:
+        console.print(f"[red]{job.state}[/red]: {job.error}")
+        raise typer.Exit(1)
+    return job
+
+
 def audit(
     real: Annotated[Path, typer.Argument(help="Folder of real images (the reference set).")],
     generated: Annotated[list[Path], typer.Argument(help="Folders of generated images to audit (1 to 8).")],
@@ -110,10 +139,11 @@ def audit(
     k: Annotated[int, typer.Option(help="k of the k-NN balls for rarity and realism.")] = 3,
     prdc_k: Annotated[int, typer.Option(help="k of the k-NN balls for precision/recall/density/coverage.")] = 5,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+    detect: Annotated[bool, typer.Option(help="Also screen every set with the shipped default detector (a detect "
+                                              "job; the real set marks the negatives).")] = False,
 ) -> None:
     """Score the GENERATED folders against the REAL one (rarity, PRDC, Fréchet distance, KID) and write a
     report, a summary and a per-image table under OUT (embedded mode)."""
-    from genaudit.jobs.specs import validate_spec
     from genaudit.worker.context import WorkerContext
 
     settings = replace(Settings.from_env(), redis_url="", broker_url="", s3_endpoint="", store_dir=out.resolve())
@@ -121,21 +151,23 @@ def audit(
     try:
         real_id = _ingest_folder(ctx, real)
         generated_ids = [_ingest_folder(ctx, folder) for folder in generated]
-        spec = validate_spec(JobType.METRICS, {
+        job = _run_or_exit(ctx, JobType.METRICS, {
             "real_dataset_id": real_id, "generated_dataset_ids": generated_ids, "feature_space": feature_space,
             "k": k, "prdc_k": prdc_k, "batch_size": batch_size,
-        })
-        job, _ = ctx.records.create_job(TENANT, JobType.METRICS, spec)
-        job = run_job_with_progress(ctx, job, f"metrics against {real.name}")
+        }, f"metrics against {real.name}")
+        detect_job = _run_or_exit(ctx, JobType.DETECT, {
+            "dataset_ids": [real_id, *generated_ids], "real_dataset_ids": [real_id], "batch_size": batch_size,
+        }, "screening with the default detector") if detect else None
     except GenauditError as exc:
         console.print(f"[red]error[/red]: {exc.message}")
         raise typer.Exit(2) from None
-    if job.error:
-        console.print(f"[red]{job.state}[/red]: {job.error}")
-        raise typer.Exit(1)
     console.print(summary_table(json.loads(ctx.store.get_bytes(job.result_keys["summary"]))))
     for name in ("report", "summary", "per_image", "rarity_histogram"):
         console.print(f"  {name}: {settings.store_dir / job.result_keys[name]}", soft_wrap=True)
+    if detect_job is not None:
+        console.print(detection_table(json.loads(ctx.store.get_bytes(detect_job.result_keys["summary"]))))
+        for name in ("report", "per_image"):
+            console.print(f"  detection {name}: {settings.store_dir / detect_job.result_keys[name]}", soft_wrap=True)
     console.print(f"[green]done[/green]: results under {settings.store_dir}", soft_wrap=True)
 
 

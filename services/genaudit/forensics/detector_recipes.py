@@ -57,13 +57,18 @@ class DetectorRecipe:
     cpu: TrainConfig
     description: str
 
-    def training_config(self, scale: str, device: str, **overrides: Any) -> TrainConfig:
-        """The scale's TrainConfig on ``device``; ``overrides`` (TrainConfig fields, None = keep) e.g. shorten a
-        run for a smoke test."""
+    def training_config(self, scale: str, device: str, max_epochs: int | None = None,
+                        max_steps_per_epoch: int | None = None) -> TrainConfig:
+        """The scale's TrainConfig on ``device``, with its epochs and steps per epoch capped (None = no cap),
+        e.g. to shorten every row of a leave-one-family-out table alike."""
         if scale not in SCALES:
             raise InvalidArgument(f"scale must be one of {SCALES}, got {scale!r}")
-        chosen = {k: v for k, v in overrides.items() if v is not None}
-        return replace(self.full if scale == "full" else self.cpu, device=device, **chosen)
+        config = self.full if scale == "full" else self.cpu
+        steps = config.max_steps_per_epoch
+        if max_steps_per_epoch is not None:
+            steps = max_steps_per_epoch if steps is None else min(steps, max_steps_per_epoch)
+        epochs = config.max_epochs if max_epochs is None else min(config.max_epochs, max_epochs)
+        return replace(config, device=device, max_epochs=epochs, max_steps_per_epoch=steps)
 
 
 # Blur and JPEG each with p = 0.5 (Wang et al.'s "Blur+JPEG (0.5)"): the more robust of their two settings, and
