@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from genaudit.errors import InvalidArgument
-from genaudit.generators.base import Generator
-from genaudit.generators.loading import load_generator
+
+if TYPE_CHECKING:  # torch only to load: the gateway lists the shipped generators without it
+    import torch
+
+    from genaudit.generators.base import Generator
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -27,6 +28,8 @@ def shipped_generators() -> dict[str, dict[str, Any]]:
 
 
 def load_shipped(name: str, device: str | torch.device = "cpu") -> Generator:
+    from genaudit.generators.loading import load_generator
+
     cards = shipped_generators()
     if name not in cards:
         raise InvalidArgument(f"no shipped generator {name!r}; shipped: {sorted(cards)}")

@@ -28,6 +28,9 @@ class JobType(enum.StrEnum):
     SPECTRUM = "spectrum"
     DETECT = "detect"
     TRAIN_DETECTOR = "train_detector"
+    UNIT_STATS = "unit_stats"
+    CORRECT = "correct"
+    COVERAGE = "coverage"
 
 
 @dataclass

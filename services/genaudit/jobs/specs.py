@@ -7,6 +7,7 @@ the gateway validates specs before it creates a job.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -151,6 +152,85 @@ def real_and_generated_disjoint(spec: dict[str, Any]) -> str:
     return f"datasets cannot be both real and generated: {both}" if both else ""
 
 
+SHIPPED_PREFIX = "shipped:"
+# Generator architectures the unit jobs take: latent generators whose layers run once per forward pass (a
+# diffusion sampler runs its UNet once per step, so "share of samples with activation > 0" is undefined).
+UNIT_ARCHITECTURES = ("dcgan", "pggan")
+WEIGHTS_SUFFIX = ".safetensors"
+_WEIGHTS_AREAS = ("results", "datasets")
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+def generator_source(value: str) -> str:
+    """"shipped:<name>" of a shipped generator, or the object key of a safetensors file under a tenant's
+    results or datasets (``tenants/<tenant>/{results,datasets}/.../<file>.safetensors``); whether the key
+    belongs to the job's tenant and exists is checked where the tenant is known (``is_generator_key_of``)."""
+    if value.startswith(SHIPPED_PREFIX):
+        from genaudit.generators.shipped import shipped_generators  # torch-free: reads the cards
+
+        known = sorted(shipped_generators())
+        name = value.removeprefix(SHIPPED_PREFIX)
+        return "" if name in known else f"no shipped generator {name!r}; shipped: {known}"
+    parts = value.split("/")
+    if len(parts) >= 5 and parts[0] == "tenants" and parts[2] in _WEIGHTS_AREAS and value.endswith(WEIGHTS_SUFFIX) \
+            and all(p and p not in {".", ".."} for p in parts):
+        return ""
+    return (f"must be {SHIPPED_PREFIX}<name> or the key of a safetensors file of your tenant "
+            f"(tenants/<tenant>/results/.../<file>{WEIGHTS_SUFFIX} or tenants/<tenant>/datasets/...), got {value!r}")
+
+
+def is_generator_key_of(tenant: str, key: str) -> bool:
+    """Whether a generator weights key (``generator_source``) lies under the tenant's results or datasets."""
+    parts = key.split("/")
+    return len(parts) >= 5 and parts[:2] == ["tenants", tenant] and parts[2] in _WEIGHTS_AREAS
+
+
+def generator_pins(spec: dict[str, Any]) -> str:
+    """A shipped generator's card pins arch and sha256 (both must be empty); tenant weights need one of
+    ``UNIT_ARCHITECTURES`` and the file's sha256."""
+    if spec["generator"].startswith(SHIPPED_PREFIX):
+        if spec["arch"] or spec["sha256"]:
+            return "arch and sha256 must be empty for a shipped generator (its card pins them)"
+        return ""
+    if spec["arch"] not in UNIT_ARCHITECTURES:
+        return f"arch must be one of {list(UNIT_ARCHITECTURES)} for tenant weights, got {spec['arch']!r}"
+    if not _SHA256_HEX.match(spec["sha256"]):
+        return f"sha256 must be the weights file's 64 lower-case hex digits, got {spec['sha256']!r}"
+    return ""
+
+
+def distinct_layers(values: list[str]) -> str:
+    # empty: the architecture's monitored layers; names are checked against the generator on the worker
+    return distinct_names(0, 64)(values)
+
+
+def one_of(*choices: str) -> Callable[[Any], str]:
+    return lambda v: "" if v in choices else f"must be one of {list(choices)}, got {v!r}"
+
+
+CORRECTION_METHODS = ("artifact_units", "sequential_ablation")
+FLAW_SCORES = ("rare_neurons", "low_realism")
+
+
+def correct_fields(spec: dict[str, Any]) -> str:
+    problem = generator_pins(spec)
+    if problem:
+        return problem
+    if spec["flaw_score"] == "low_realism" and not spec["real_dataset_id"].strip():
+        return "the low_realism flaw score needs real_dataset_id"
+    if spec["flaw_score"] == "rare_neurons" and spec["real_dataset_id"]:
+        return "real_dataset_id is only read by the low_realism flaw score; leave it empty"
+    return ""
+
+
+def _generator_fields() -> dict[str, Field]:
+    return {
+        "generator": Field(str, check=generator_source),
+        "arch": Field(str, ""),
+        "sha256": Field(str, ""),
+    }
+
+
 JOB_KINDS: dict[JobType, JobKind] = {
     JobType.FEATURE_EXTRACTION: JobKind(
         queue=Queue.GPU,
@@ -211,6 +291,50 @@ JOB_KINDS: dict[JobType, JobKind] = {
             "batch_size": Field(int, 64, check=int_range(1, 1024)),
         },
         check=real_and_generated_disjoint,
+    ),
+    JobType.UNIT_STATS: JobKind(
+        queue=Queue.GPU,
+        fields={
+            **_generator_fields(),
+            "n_samples": Field(int, 10_000, check=int_range(1, 1_000_000)),
+            "seed": Field(int, 0, check=int_range(0, 2**31 - 1)),
+            "layers": Field(list, [], check=distinct_layers, item=str),
+            "rate": Field(float, 0.3, check=float_range(0.0, 1.0, low_open=True)),
+            "batch_size": Field(int, 64, check=int_range(1, 1024)),
+            "top_images": Field(int, 16, check=int_range(1, 256)),
+        },
+        check=generator_pins,
+    ),
+    JobType.CORRECT: JobKind(
+        queue=Queue.GPU,
+        fields={
+            **_generator_fields(),
+            "method": Field(str, "artifact_units", check=one_of(*CORRECTION_METHODS)),
+            "flaw_score": Field(str, "rare_neurons", check=one_of(*FLAW_SCORES)),
+            "real_dataset_id": Field(str, ""),
+            "feature_space": Field(str, "efficientnet-lite0", check=feature_space_name),
+            "top_k": Field(int, 8, check=int_range(1, 4096)),
+            "alpha": Field(float, 0.0, check=float_range(0.0, 1.0)),
+            "layers": Field(list, [], check=distinct_layers, item=str),
+            "n_samples": Field(int, 2000, check=int_range(10, 100_000)),
+            "seed": Field(int, 0, check=int_range(0, 2**31 - 1)),
+            "rate": Field(float, 0.3, check=float_range(0.0, 1.0, low_open=True)),
+            "tolerance": Field(float, 0.02, check=float_range(0.0, 2.0, low_open=True)),
+            "batch_size": Field(int, 64, check=int_range(1, 1024)),
+        },
+        check=correct_fields,
+    ),
+    JobType.COVERAGE: JobKind(
+        queue=Queue.GPU,
+        fields={
+            "real_dataset_id": Field(str, check=non_empty),
+            "generated_dataset_ids": Field(list, check=distinct_names(1, 8), item=str),
+            "feature_space": Field(str, "efficientnet-lite0", check=feature_space_name),
+            "clusters": Field(int, 20, check=int_range(2, 1000)),
+            "seed": Field(int, 0, check=int_range(0, 2**31 - 1)),
+            "batch_size": Field(int, 64, check=int_range(1, 1024)),
+        },
+        check=real_not_among_generated,
     ),
 }
 

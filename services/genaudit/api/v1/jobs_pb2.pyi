@@ -27,6 +27,9 @@ class JobType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_TYPE_SPECTRUM: _ClassVar[JobType]
     JOB_TYPE_DETECT: _ClassVar[JobType]
     JOB_TYPE_TRAIN_DETECTOR: _ClassVar[JobType]
+    JOB_TYPE_UNIT_STATS: _ClassVar[JobType]
+    JOB_TYPE_CORRECT: _ClassVar[JobType]
+    JOB_TYPE_COVERAGE: _ClassVar[JobType]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
@@ -39,6 +42,9 @@ JOB_TYPE_METRICS: JobType
 JOB_TYPE_SPECTRUM: JobType
 JOB_TYPE_DETECT: JobType
 JOB_TYPE_TRAIN_DETECTOR: JobType
+JOB_TYPE_UNIT_STATS: JobType
+JOB_TYPE_CORRECT: JobType
+JOB_TYPE_COVERAGE: JobType
 
 class FeatureExtractionSpec(_message.Message):
     __slots__ = ("dataset_id", "feature_space", "batch_size")
@@ -120,19 +126,97 @@ class TrainDetectorSpec(_message.Message):
     batch_size: int
     def __init__(self, real_dataset_ids: _Optional[_Iterable[str]] = ..., generated_dataset_ids: _Optional[_Iterable[str]] = ..., arch: _Optional[str] = ..., val_fraction: _Optional[float] = ..., max_epochs: _Optional[int] = ..., blur_prob: _Optional[float] = ..., jpeg_prob: _Optional[float] = ..., crop: _Optional[int] = ..., target_fpr: _Optional[float] = ..., seed: _Optional[int] = ..., batch_size: _Optional[int] = ...) -> None: ...
 
+class UnitStatsSpec(_message.Message):
+    __slots__ = ("generator", "arch", "sha256", "n_samples", "seed", "layers", "rate", "batch_size", "top_images")
+    GENERATOR_FIELD_NUMBER: _ClassVar[int]
+    ARCH_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    N_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TOP_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    generator: str
+    arch: str
+    sha256: str
+    n_samples: int
+    seed: int
+    layers: _containers.RepeatedScalarFieldContainer[str]
+    rate: float
+    batch_size: int
+    top_images: int
+    def __init__(self, generator: _Optional[str] = ..., arch: _Optional[str] = ..., sha256: _Optional[str] = ..., n_samples: _Optional[int] = ..., seed: _Optional[int] = ..., layers: _Optional[_Iterable[str]] = ..., rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., top_images: _Optional[int] = ...) -> None: ...
+
+class CorrectSpec(_message.Message):
+    __slots__ = ("generator", "arch", "sha256", "method", "flaw_score", "real_dataset_id", "feature_space", "top_k", "alpha", "layers", "n_samples", "seed", "rate", "tolerance", "batch_size")
+    GENERATOR_FIELD_NUMBER: _ClassVar[int]
+    ARCH_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    FLAW_SCORE_FIELD_NUMBER: _ClassVar[int]
+    REAL_DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_SPACE_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    N_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    TOLERANCE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    generator: str
+    arch: str
+    sha256: str
+    method: str
+    flaw_score: str
+    real_dataset_id: str
+    feature_space: str
+    top_k: int
+    alpha: float
+    layers: _containers.RepeatedScalarFieldContainer[str]
+    n_samples: int
+    seed: int
+    rate: float
+    tolerance: float
+    batch_size: int
+    def __init__(self, generator: _Optional[str] = ..., arch: _Optional[str] = ..., sha256: _Optional[str] = ..., method: _Optional[str] = ..., flaw_score: _Optional[str] = ..., real_dataset_id: _Optional[str] = ..., feature_space: _Optional[str] = ..., top_k: _Optional[int] = ..., alpha: _Optional[float] = ..., layers: _Optional[_Iterable[str]] = ..., n_samples: _Optional[int] = ..., seed: _Optional[int] = ..., rate: _Optional[float] = ..., tolerance: _Optional[float] = ..., batch_size: _Optional[int] = ...) -> None: ...
+
+class CoverageSpec(_message.Message):
+    __slots__ = ("real_dataset_id", "generated_dataset_ids", "feature_space", "clusters", "seed", "batch_size")
+    REAL_DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    GENERATED_DATASET_IDS_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_SPACE_FIELD_NUMBER: _ClassVar[int]
+    CLUSTERS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    real_dataset_id: str
+    generated_dataset_ids: _containers.RepeatedScalarFieldContainer[str]
+    feature_space: str
+    clusters: int
+    seed: int
+    batch_size: int
+    def __init__(self, real_dataset_id: _Optional[str] = ..., generated_dataset_ids: _Optional[_Iterable[str]] = ..., feature_space: _Optional[str] = ..., clusters: _Optional[int] = ..., seed: _Optional[int] = ..., batch_size: _Optional[int] = ...) -> None: ...
+
 class JobSpec(_message.Message):
-    __slots__ = ("feature_extraction", "metrics", "spectrum", "detect", "train_detector")
+    __slots__ = ("feature_extraction", "metrics", "spectrum", "detect", "train_detector", "unit_stats", "correct", "coverage")
     FEATURE_EXTRACTION_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     SPECTRUM_FIELD_NUMBER: _ClassVar[int]
     DETECT_FIELD_NUMBER: _ClassVar[int]
     TRAIN_DETECTOR_FIELD_NUMBER: _ClassVar[int]
+    UNIT_STATS_FIELD_NUMBER: _ClassVar[int]
+    CORRECT_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_FIELD_NUMBER: _ClassVar[int]
     feature_extraction: FeatureExtractionSpec
     metrics: MetricsSpec
     spectrum: SpectrumSpec
     detect: DetectSpec
     train_detector: TrainDetectorSpec
-    def __init__(self, feature_extraction: _Optional[_Union[FeatureExtractionSpec, _Mapping]] = ..., metrics: _Optional[_Union[MetricsSpec, _Mapping]] = ..., spectrum: _Optional[_Union[SpectrumSpec, _Mapping]] = ..., detect: _Optional[_Union[DetectSpec, _Mapping]] = ..., train_detector: _Optional[_Union[TrainDetectorSpec, _Mapping]] = ...) -> None: ...
+    unit_stats: UnitStatsSpec
+    correct: CorrectSpec
+    coverage: CoverageSpec
+    def __init__(self, feature_extraction: _Optional[_Union[FeatureExtractionSpec, _Mapping]] = ..., metrics: _Optional[_Union[MetricsSpec, _Mapping]] = ..., spectrum: _Optional[_Union[SpectrumSpec, _Mapping]] = ..., detect: _Optional[_Union[DetectSpec, _Mapping]] = ..., train_detector: _Optional[_Union[TrainDetectorSpec, _Mapping]] = ..., unit_stats: _Optional[_Union[UnitStatsSpec, _Mapping]] = ..., correct: _Optional[_Union[CorrectSpec, _Mapping]] = ..., coverage: _Optional[_Union[CoverageSpec, _Mapping]] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("id", "job_type", "spec", "state", "progress", "message", "error", "artifact_names", "idempotency_key", "schedule_id", "attempts", "cancel_requested", "version", "create_time", "start_time", "finish_time")

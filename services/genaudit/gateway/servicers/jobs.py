@@ -23,7 +23,7 @@ from genaudit.gateway.convert import (
 from genaudit.gateway.validation import require_id, require_page_size
 from genaudit.jobs import keys
 from genaudit.jobs.models import JobState, JobType
-from genaudit.jobs.specs import DEFAULT_MODEL, validate_spec
+from genaudit.jobs.specs import DEFAULT_MODEL, SHIPPED_PREFIX, is_generator_key_of, validate_spec
 from genaudit.telemetry.metrics import JOBS_SUBMITTED
 
 logger = logging.getLogger(__name__)
@@ -34,11 +34,11 @@ WATCH_SLICE_S = 1.0
 
 
 def _dataset_ids(spec: dict[str, Any]) -> list[str]:
-    """Datasets a normalized spec reads, each once: fields ``dataset_id`` / ``*_dataset_id`` and lists
-    ``dataset_ids`` / ``*_dataset_ids``."""
+    """Datasets a normalized spec reads, each once: fields ``dataset_id`` / ``*_dataset_id`` (an optional one
+    left empty reads none) and lists ``dataset_ids`` / ``*_dataset_ids``."""
     ids: list[str] = []
     for name, value in sorted(spec.items()):
-        if name == "dataset_id" or name.endswith("_dataset_id"):
+        if (name == "dataset_id" or name.endswith("_dataset_id")) and value:
             ids.append(value)
         elif name == "dataset_ids" or name.endswith("_dataset_ids"):
             ids.extend(value)
@@ -50,6 +50,13 @@ def _check_model(ctx: GatewayContext, tenant: str, spec: dict[str, Any]) -> None
     model = spec.get("model", DEFAULT_MODEL)
     if model != DEFAULT_MODEL and not (keys.is_result_key_of(tenant, model) and ctx.store.exists(model)):
         raise NotFound(f"unknown model {model!r}: give the model_card key of a train_detector job that succeeded")
+
+
+def _check_generator(ctx: GatewayContext, tenant: str, spec: dict[str, Any]) -> None:
+    """A unit job's generator is shipped or a weights file stored under the tenant's results or datasets."""
+    source = spec["generator"]
+    if not source.startswith(SHIPPED_PREFIX) and not (is_generator_key_of(tenant, source) and ctx.store.exists(source)):
+        raise NotFound(f"unknown generator weights {source!r}: give the key of a safetensors file of your tenant")
 
 
 def checked_spec(
@@ -68,6 +75,8 @@ def checked_spec(
             )
     if job_type is JobType.DETECT:
         _check_model(ctx, tenant, normalized)
+    if "generator" in normalized:
+        _check_generator(ctx, tenant, normalized)
     return job_type, normalized
 
 

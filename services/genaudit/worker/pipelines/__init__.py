@@ -23,6 +23,9 @@ _PIPELINE_MODULES: dict[JobType, str] = {
     JobType.SPECTRUM: "genaudit.worker.pipelines.spectrum",
     JobType.DETECT: "genaudit.worker.pipelines.detect",
     JobType.TRAIN_DETECTOR: "genaudit.worker.pipelines.train_detector",
+    JobType.UNIT_STATS: "genaudit.worker.pipelines.unit_stats",
+    JobType.CORRECT: "genaudit.worker.pipelines.correct",
+    JobType.COVERAGE: "genaudit.worker.pipelines.coverage",
 }
 
 
