@@ -4,7 +4,7 @@ Reals are 64 px crops of the offline photos; fakes come from five generator fami
 crops, each upsampling differently: ``dcgan`` (transposed convolutions), ``pggan`` (nearest + conv),
 ``ae-pixelshuffle`` (autoencoder reconstructions, pixel shuffle), ``sr-bilinear`` (x4 super-resolution,
 bilinear + conv), ``ddpm-tiny`` (diffusion, DDIM samples). ``build_forensynth`` writes the CNNDetection layout
-``<out>/<split>/<family>/{0_real,1_fake}/NNNNN.png`` with a manifest; ``scripts/build_forensynth.py`` is its
+``<out>/<split>/<family>/{0_real,1_fake}/NNNNN.png`` with a manifest; ``genaudit forensics build`` is its
 command line.
 
 - ``build``: ``build_forensynth``, ``DEFAULT_COUNTS``, ``SPLITS``, ``LABELS``, ``family_seeds``;

@@ -80,7 +80,7 @@ def save_trained(
         "samples": grid,
         "notes": recipe.notes,
         "date": datetime.date.today().isoformat(),
-        "command": f"python scripts/build_forensynth.py --out <dir> --scale {scale_name} --families {recipe.family}",
+        "command": f"genaudit forensics build --out <dir> --scale {scale_name} --families {recipe.family}",
     }
     (folder / f"{recipe.family}.json").write_text(json.dumps(card, indent=2) + "\n")
     return card
