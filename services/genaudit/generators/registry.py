@@ -38,6 +38,22 @@ class Param:
         return value
 
 
+def validate_params(params: Mapping[str, Param], config: Mapping[str, Any] | None, owner: str) -> dict[str, int | bool]:
+    """Every parameter of ``params`` from ``config`` (checked) or its default; unknown keys are refused with
+    a message naming ``owner`` (e.g. "architecture 'dcgan'")."""
+    config = dict(config or {})
+    unknown = sorted(set(config) - set(params))
+    if unknown:
+        raise InvalidArgument(f"unknown config keys for {owner}: {unknown}; known: {sorted(params)}")
+    return {name: p.validate(name, config.get(name, p.default)) for name, p in params.items()}
+
+
+def import_object(path: str) -> Any:
+    """The object a "module:attribute" path names (imported on first use: registries stay torch-free)."""
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 @dataclass(frozen=True)
 class ArchitectureSpec:
     name: str
@@ -61,13 +77,7 @@ class ArchitectureSpec:
 
     def validate_config(self, config: Mapping[str, Any] | None) -> dict[str, int | bool]:
         """Full constructor kwargs: ``config`` checked name by name against the bounds, defaults filled in."""
-        config = dict(config or {})
-        unknown = sorted(set(config) - set(self.params))
-        if unknown:
-            raise InvalidArgument(
-                f"unknown config keys for architecture {self.name!r}: {unknown}; known: {sorted(self.params)}"
-            )
-        return {name: p.validate(name, config.get(name, p.default)) for name, p in self.params.items()}
+        return validate_params(self.params, config, f"architecture {self.name!r}")
 
 
 _RESOLUTIONS = (8, 16, 32, 64, 128, 256)
@@ -157,15 +167,10 @@ def get_architecture(name: str) -> ArchitectureSpec:
         raise InvalidArgument(f"unknown generator architecture {name!r}; known: {sorted(ARCHITECTURES)}") from None
 
 
-def _import(path: str) -> Any:
-    module, _, attr = path.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
 def build_generator(arch: str, config: Mapping[str, Any] | None = None) -> Any:
     """A freshly initialized generator (a ``genaudit.generators.base.Generator``) of a validated config."""
     spec = get_architecture(arch)
-    return _import(spec.generator)(**spec.validate_config(config))
+    return import_object(spec.generator)(**spec.validate_config(config))
 
 
 def build_discriminator(arch: str, config: Mapping[str, Any] | None = None, base_width: int | None = None) -> Any:
@@ -178,4 +183,4 @@ def build_discriminator(arch: str, config: Mapping[str, Any] | None = None, base
     kwargs: dict[str, Any] = {name: full[name] for name in spec.discriminator_params}
     kwargs["in_channels"] = full["out_channels"]
     kwargs["base_width"] = spec.params["base_width"].validate("base_width", base_width or full["base_width"])
-    return _import(spec.discriminator)(**kwargs)
+    return import_object(spec.discriminator)(**kwargs)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from genaudit.errors import InvalidArgument
-from genaudit.generators.registry import Param, _import
+from genaudit.generators.registry import Param, import_object, validate_params
 
 # Centre-crop sides a fixed-input baseline may take: multiples of 16, at least 32 (the spectral evidence that
 # goes with each verdict needs 20 px), at most the 256 px the detector crops test images to.
@@ -28,13 +28,7 @@ class DetectorSpec:
 
     def validate_config(self, config: Mapping[str, Any] | None) -> dict[str, int | bool]:
         """Full constructor kwargs: ``config`` checked name by name against the bounds, defaults filled in."""
-        config = dict(config or {})
-        unknown = sorted(set(config) - set(self.params))
-        if unknown:
-            raise InvalidArgument(
-                f"unknown config keys for detector architecture {self.name!r}: {unknown}; known: {sorted(self.params)}"
-            )
-        return {name: p.validate(name, config.get(name, p.default)) for name, p in self.params.items()}
+        return validate_params(self.params, config, f"detector architecture {self.name!r}")
 
 
 DETECTOR_ARCHITECTURES: dict[str, DetectorSpec] = {
@@ -85,7 +79,7 @@ def get_detector_architecture(name: str) -> DetectorSpec:
 
 def detector_net_class(arch: str) -> type:
     """The nn.Module class of ``arch`` (imports torch)."""
-    return _import(get_detector_architecture(arch).net)
+    return import_object(get_detector_architecture(arch).net)
 
 
 def build_detector_net(arch: str, config: Mapping[str, Any] | None = None) -> Any:
