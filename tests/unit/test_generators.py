@@ -331,7 +331,11 @@ def test_samples_are_seeded_batch_independent_and_the_generator_outputs() -> Non
     generator = build_generator("pggan", SMALL_CONFIGS[2][1]).eval()
     whole = np.stack([np.asarray(im) for im in sample_images(generator, 5, seed=7, batch_size=5)])
     batched = np.stack([np.asarray(im) for im in sample_images(generator, 5, seed=7, batch_size=2)])
-    assert np.array_equal(whole, batched) and whole.shape == (5, 32, 32, 3) and whole.dtype == np.uint8
+    # the latents are the same whatever the batch size; CPU convolutions pick kernels by batch size, so an
+    # output may round to the neighbouring 8-bit level, no further
+    difference = np.abs(whole.astype(np.int16) - batched.astype(np.int16))
+    assert difference.max() <= 1 and (difference > 0).mean() < 0.01
+    assert whole.shape == (5, 32, 32, 3) and whole.dtype == np.uint8
     assert not np.array_equal(np.asarray(next(sample_images(generator, 1, seed=8))), whole[0])
 
     # the generator's own output for the seed's latents, converted here directly

@@ -19,7 +19,9 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 @torch.no_grad()
 def sample_images(generator: Generator, count: int, seed: int, batch_size: int = 64) -> Iterator[Image.Image]:
-    """``count`` samples for seeded latents, in order; reproducible across batch sizes and devices."""
+    """``count`` samples for seeded latents, in order. The latents are the same on every device and for every
+    batch size; the pixels are too up to float rounding (CPU kernels differ by batch size: at most one 8-bit
+    level)."""
     latents = generator.sample_latents(count, torch.Generator().manual_seed(seed))
     for start in range(0, count, batch_size):
         for array in to_uint8(generator(latents[start:start + batch_size])):
