@@ -62,6 +62,7 @@ from genaudit.units.interventions import UnitIntervention, generate
 from genaudit.units.monitored import default_monitored_layers
 from genaudit.units.rare import RareNeurons, rare_neurons, sequential_ablation
 from genaudit.units.statistics import compute_unit_statistics
+from genaudit.worker.pipelines.correct import change_summary, sample_changes
 
 SPACE = "efficientnet-lite0"
 PRDC_K, REALISM_K = 5, 3
@@ -142,12 +143,14 @@ def random_neuron_control(rare: RareNeurons, frequencies: dict[str, torch.Tensor
 
 def change_statistics(original: torch.Tensor, changed: torch.Tensor, normal: np.ndarray, flawed: np.ndarray,
                       tolerance: float) -> dict[str, float]:
-    delta = (changed - original).abs().mean(dim=(1, 2, 3)).double().numpy()
+    """The correct job's change statistics (``sample_changes``, ``change_summary``) of normal and flawed samples."""
+    mean_change, _ = sample_changes(original, changed)
+    normal_change = change_summary(mean_change, normal, tolerance)
     return {
-        "normal_share_changed": float((delta[normal] > tolerance).mean()),
-        "normal_mean_abs_delta": float(delta[normal].mean()),
-        "flawed_mean_abs_delta": float(delta[flawed].mean()),
-        "all_mean_abs_delta": float(delta.mean()),
+        "normal_share_changed": normal_change["share_changed"],
+        "normal_mean_abs_delta": normal_change["mean_abs_change"],
+        "flawed_mean_abs_delta": change_summary(mean_change, flawed, tolerance)["mean_abs_change"],
+        "all_mean_abs_delta": float(mean_change.mean()),
     }
 
 
