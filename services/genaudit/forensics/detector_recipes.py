@@ -262,7 +262,8 @@ def evaluate_build(
 ) -> dict[str, Any]:
     """Per-family table and robustness curves of the detector at ``card_path`` on the test split, and a
     leave-one-family-out table per architecture in ``archs``; written to ``out_dir/evaluation.{json,md}`` and
-    ``out_dir/robustness.png``. Returns the JSON document."""
+    ``out_dir/robustness.png``. The files are rewritten after each part (the detector's tables, then each
+    architecture's table), so a long run that stops keeps what it finished. Returns the JSON document."""
     device = _device(device)
     test = load_split(build_dir, "test")
     detector = Detector.from_card(card_path, device)
@@ -273,9 +274,20 @@ def evaluate_build(
     curves = robustness_curves(score, test, detector.threshold)
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_robustness(curves, out_dir / "robustness.png")
+    document: dict[str, Any] = {
+        "detector": {"version": detector.version, "card": str(card_path), "threshold": detector.threshold,
+                     "temperature": detector.temperature},
+        "build": _build_summary(build_dir),
+        "test_images": len(test),
+        "per_family": per_family,
+        "robustness": {name: [{"level": level, **m} for level, m in curve] for name, curve in curves.items()},
+        "leave_one_family_out": {},
+        "lofo_scale": scale,
+        "device": device,
+    }
+    _write_evaluation(document, out_dir)
 
     train, val = load_split(build_dir, "train"), load_split(build_dir, "val")
-    lofo: dict[str, list[dict[str, object]]] = {}
     for arch in archs:
         recipe = get_recipe(arch)
         config = recipe.training_config(scale, device, max_epochs=max_epochs,
@@ -283,22 +295,14 @@ def evaluate_build(
         log(f"leave-one-family-out: {arch}")
         rows = leave_one_family_out(lambda r=recipe, c=config: _make_net(r, c.seed), train, val, test, config,
                                     log=log)
-        lofo[arch] = lofo_table_rows(rows)
+        document["leave_one_family_out"][arch] = lofo_table_rows(rows)
+        _write_evaluation(document, out_dir)
+    return document
 
-    document = {
-        "detector": {"version": detector.version, "card": str(card_path), "threshold": detector.threshold,
-                     "temperature": detector.temperature},
-        "build": _build_summary(build_dir),
-        "test_images": len(test),
-        "per_family": per_family,
-        "robustness": {name: [{"level": level, **m} for level, m in curve] for name, curve in curves.items()},
-        "leave_one_family_out": lofo,
-        "lofo_scale": scale,
-        "device": device,
-    }
+
+def _write_evaluation(document: dict[str, Any], out_dir: Path) -> None:
     (out_dir / "evaluation.json").write_text(json.dumps(document, indent=2) + "\n")
     (out_dir / "evaluation.md").write_text(evaluation_markdown(document))
-    return document
 
 
 def evaluation_markdown(document: dict[str, Any]) -> str:
