@@ -327,6 +327,19 @@ def test_bad_correct_and_coverage_specs_are_refused() -> None:
         validate_spec(JobType.COVERAGE, {"real_dataset_id": "a", "generated_dataset_ids": ["a"]})
 
 
+def test_unit_specs_validate_without_torch() -> None:
+    """The gateway validates unit specs (shipped names included) without the science stack."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from genaudit.jobs.specs import validate_spec; "
+            f"validate_spec('unit_stats', {{'generator': {SHIPPED!r}}}); "
+            "validate_spec('correct', {'generator': 'tenants/a/results/h/g.safetensors', 'arch': 'dcgan', "
+            "'sha256': '0' * 64}); import genaudit.gateway.servicers.jobs; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def _pipeline(ctx: WorkerContext, job_type: JobType, spec: dict) -> dict[str, str]:
     """The pipeline called directly, so that a refusal surfaces as its error class."""
     job, _ = ctx.records.create_job(TENANT, job_type, validate_spec(job_type, spec))
