@@ -398,8 +398,8 @@ def test_jobs_cancelled_while_running_write_nothing(ctx: WorkerContext, generato
         spec = {"real_dataset_id": _upload(ctx, "real for cancel", list(sample_images(generator, 6, seed=21))),
                 "generated_dataset_ids": [_upload(ctx, "other for cancel", list(sample_images(generator, 4, seed=22)))],
                 "clusters": 3}
-    else:
-        spec = {"generator": SHIPPED, "n_samples": 200, "seed": 9}
+    else:  # enough batches that a throttled progress write (0.25 s apart) surely lands mid-run
+        spec = {"generator": SHIPPED, "n_samples": 3000, "seed": 9}
     before = _result_objects(ctx)
     job, _ = ctx.records.create_job(TENANT, job_type, validate_spec(job_type, spec))
     ctx.records.cancel_job_id = job.id
