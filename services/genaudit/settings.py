@@ -54,6 +54,7 @@ class Settings:
     max_tasks_per_child: int = 50
     weights_dir: Path = field(default_factory=lambda: Path.home() / ".genaudit" / "weights")
     feature_cache: bool = True
+    progress_interval_s: float = 0.25  # least time between two progress writes of a job (the last always lands)
 
     @classmethod
     def from_env(cls) -> Settings:

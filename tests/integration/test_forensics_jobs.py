@@ -98,7 +98,8 @@ def _result_objects(ctx: WorkerContext) -> set[str]:
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory: pytest.TempPathFactory) -> WorkerContext:
     store_dir = tmp_path_factory.mktemp("forensics-store")
-    settings = Settings(store_dir=store_dir, device="cpu", batch_size=8)
+    # every progress report is written, so the cancelling store sees the first one past zero (no throttling race)
+    settings = Settings(store_dir=store_dir, device="cpu", batch_size=8, progress_interval_s=0.0)
     return WorkerContext(settings, CancellingRecords(), LocalStore(store_dir))
 
 

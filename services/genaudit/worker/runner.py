@@ -53,7 +53,7 @@ def execute_job(job_id: str, ctx: WorkerContext) -> None:
     log = logging.LoggerAdapter(logger, {"job_id": job_id, "job_type": str(job.job_type), "attempt": job.attempts})
     log.info("job %s started (attempt %d)", job_id, job.attempts)
     started = time.perf_counter()
-    progress = JobProgress(ctx.records, job)
+    progress = JobProgress(ctx.records, job, min_interval_s=ctx.settings.progress_interval_s)
     finished = _run_pipeline(job, ctx, progress, log)
     elapsed = time.perf_counter() - started
 
