@@ -48,6 +48,7 @@ from genaudit.units.rare import RareNeurons, rare_neurons, sequential_ablation
 from genaudit.units.statistics import compute_unit_statistics
 from genaudit.worker.context import JobProgress, WorkerContext
 from genaudit.worker.pipelines.embedding import EmbeddedDataset, embed_dataset, list_dataset_images
+from genaudit.worker.pipelines.json_values import finite_or_none
 from genaudit.worker.pipelines.metrics import _dataset_record, _display_names
 from genaudit.worker.pipelines.unit_jobs import (
     CSV_TYPE,
@@ -55,7 +56,6 @@ from genaudit.worker.pipelines.unit_jobs import (
     JSON_TYPE,
     PNG_TYPE,
     StagedProgress,
-    finite_or_none,
     json_bytes,
     load_spec_generator,
     pil_images,

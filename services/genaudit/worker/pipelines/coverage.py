@@ -44,6 +44,7 @@ from genaudit.units.mode_collapse import (
 )
 from genaudit.worker.context import JobProgress, WorkerContext
 from genaudit.worker.pipelines.embedding import EmbeddedDataset, embed_dataset, list_dataset_images
+from genaudit.worker.pipelines.json_values import finite_or_none
 from genaudit.worker.pipelines.metrics import _dataset_record, _display_names
 from genaudit.worker.pipelines.unit_jobs import (
     CSV_TYPE,
@@ -51,7 +52,6 @@ from genaudit.worker.pipelines.unit_jobs import (
     JSON_TYPE,
     PNG_TYPE,
     StagedProgress,
-    finite_or_none,
     json_bytes,
     result_hash,
     write_results,

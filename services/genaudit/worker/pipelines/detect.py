@@ -22,7 +22,6 @@ import csv
 import hashlib
 import io
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +40,7 @@ from genaudit.storage.base import ObjectInfo
 from genaudit.worker.context import JobProgress, WorkerContext
 from genaudit.worker.pipelines.detector_models import LoadedDetector, load_detector
 from genaudit.worker.pipelines.embedding import _DatasetReader, list_dataset_images
+from genaudit.worker.pipelines.json_values import finite_or_none
 from genaudit.worker.pipelines.metrics import _display_names
 
 SUMMARY_FILE = "summary.json"
@@ -112,10 +112,6 @@ def _score_set(
     return result
 
 
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
 def evaluate(sets: list[ScoredSet], threshold: float) -> dict[str, Any]:
     """Per non-real set, ``detection_metrics`` of its images (positives) against every real image."""
     real = np.concatenate([s.scores for s in sets if s.is_real])
@@ -127,7 +123,7 @@ def evaluate(sets: list[ScoredSet], threshold: float) -> dict[str, Any]:
         labels = np.concatenate([np.zeros(real.size, dtype=np.int64), np.ones(s.scores.size, dtype=np.int64)])
         metrics = detection_metrics(scores, labels, threshold)
         per_set.append({"dataset_id": s.dataset_id, "name": s.name,
-                        "metrics": {k: v if isinstance(v, int) else _finite(float(v)) for k, v in metrics.items()}})
+                        "metrics": {k: v if isinstance(v, int) else finite_or_none(v) for k, v in metrics.items()}})
     return {"n_real": int(real.size), "real_false_positive_rate": float(np.mean(real >= threshold)),
             "generated": per_set}
 

@@ -50,6 +50,7 @@ from genaudit.reports import (
 from genaudit.storage.base import ObjectInfo
 from genaudit.worker.context import JobProgress, WorkerContext
 from genaudit.worker.pipelines.embedding import EmbeddedDataset, ReportImages, embed_dataset, list_dataset_images
+from genaudit.worker.pipelines.json_values import finite_or_none
 
 SUMMARY_FILE = "summary.json"
 PER_IMAGE_FILE = "per_image.csv"
@@ -100,10 +101,6 @@ def result_hash(job: Job, names: dict[str, str], embedded: list[EmbeddedDataset]
         "datasets": [[e.dataset_id, names[e.dataset_id], e.content_hash] for e in embedded],
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-
-
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
 
 
 def _dataset_record(name: str, embedded: EmbeddedDataset) -> dict[str, Any]:
@@ -178,7 +175,7 @@ def _summary(
 ) -> dict[str, Any]:
     sets = []
     for embedded, result in zip(generated, results, strict=True):
-        metrics = {key: _finite_or_none(value) for key, value in result.summary.items()}
+        metrics = {key: finite_or_none(value) for key, value in result.summary.items()}
         for count in ("kid_subset_size", "n_in_manifold"):
             metrics[count] = int(result.summary[count])
         sets.append({**_dataset_record(names[embedded.dataset_id], embedded), "metrics": metrics})

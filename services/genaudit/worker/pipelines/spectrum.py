@@ -56,6 +56,7 @@ from genaudit.reports.spectra_plots import profiles_png, spectra_grid_png
 from genaudit.storage.base import ObjectInfo
 from genaudit.worker.context import JobProgress, WorkerContext
 from genaudit.worker.pipelines.embedding import _DatasetReader, list_dataset_images
+from genaudit.worker.pipelines.json_values import finite_or_none
 from genaudit.worker.pipelines.metrics import _display_names
 
 SUMMARY_FILE = "summary.json"
@@ -158,14 +159,10 @@ def _read_set(
     return result
 
 
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
 def _evidence_stats(rows: list[dict[str, float]]) -> dict[str, dict[str, float | None]]:
     names = sorted(rows[0])
     values = {n: np.array([r[n] for r in rows], dtype=np.float64) for n in names}
-    return {n: {"mean": _finite(float(v.mean())), "median": _finite(float(np.median(v)))} for n, v in values.items()}
+    return {n: {"mean": finite_or_none(v.mean()), "median": finite_or_none(np.median(v))} for n, v in values.items()}
 
 
 def _difference_peak(generated: torch.Tensor, real: torch.Tensor) -> dict[str, Any]:

@@ -55,6 +55,7 @@ from genaudit.reports.sections import Section, Table, render_sections_report
 from genaudit.storage.base import ObjectInfo
 from genaudit.worker.context import JobProgress, WorkerContext
 from genaudit.worker.pipelines.embedding import _DatasetReader, list_dataset_images
+from genaudit.worker.pipelines.json_values import finite_or_none
 from genaudit.worker.pipelines.metrics import _display_names
 
 MODEL_NAME = "model"
@@ -154,12 +155,8 @@ def result_hash(job: Job, sets: list[LoadedSet]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
 def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {k: v if isinstance(v, int) else _finite(float(v)) for k, v in metrics.items()}
+    return {k: v if isinstance(v, int) else finite_or_none(float(v)) for k, v in metrics.items()}
 
 
 def _calibrate(detector: Detector, val: LabelledImages, target_fpr: float) -> tuple[float, float, dict[str, Any]]:
@@ -281,7 +278,7 @@ def run(job: Job, ctx: WorkerContext, progress: JobProgress) -> dict[str, str]:
                   "device": device.type},
         "metrics": {"validation": val_metrics,
                     "selection": {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy,
-                                  "best_val_ap": _finite(result.best_val_ap)}},
+                                  "best_val_ap": finite_or_none(result.best_val_ap)}},
         "weights_file": WEIGHTS_FILE, "parameters": parameters,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": f"genaudit jobs submit train_detector --spec '{json.dumps(spec, sort_keys=True)}'",

@@ -19,7 +19,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -141,10 +140,6 @@ def result_hash(job: Job, summary_version: int, identity: Mapping[str, Any]) -> 
 
 def json_bytes(value: Any) -> bytes:
     return json.dumps(value, indent=2, sort_keys=True, allow_nan=False).encode()
-
-
-def finite_or_none(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
 
 
 def write_results(ctx: WorkerContext, tenant: str, digest: str,
