@@ -59,12 +59,15 @@ class ArchitectureSpec:
     name: str
     description: str
     generator: str  # "module:Class" of the generator
-    discriminator: str | None  # "module:Class" of its training discriminator; None: not trained adversarially
+    # "module:Class" of the discriminator ``recipes.fit_gan`` trains it against; None: trained by recipe code of
+    # its own (SinGAN, InGAN: ``genaudit.singleimage``) or not adversarially.
+    discriminator: str | None
     params: Mapping[str, Param]
     # Constructor arguments of the discriminator taken from the generator's config (same names).
     discriminator_params: tuple[str, ...] = field(default=())
-    # What the generator takes: "latent" (a genaudit.generators.base.Generator: latents -> images) or "image"
-    # (an ImageToImage: images -> images, e.g. autoencoder reconstructions, super-resolved images).
+    # What the generator takes: "latent" (a genaudit.generators.base.Generator: latents -> images), "image"
+    # (an ImageToImage: images -> images, e.g. autoencoder reconstructions, super-resolved images) or "retarget"
+    # (InGAN: its training image, held in the weights, remapped to a requested output size).
     input_kind: str = "latent"
 
     @property
@@ -82,6 +85,7 @@ class ArchitectureSpec:
 
 _RESOLUTIONS = (8, 16, 32, 64, 128, 256)
 _CHANNELS = (1, 3)
+_SIDE = {"minimum": 8, "maximum": 1024}  # sides of a single-image generator's training image, in px
 
 ARCHITECTURES: dict[str, ArchitectureSpec] = {
     spec.name: spec
@@ -155,6 +159,39 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
                 "timesteps": Param(int, 1000, 10, 4000, doc="diffusion steps T of the training process"),
                 "sample_steps": Param(int, 25, 1, 1000, doc="DDIM steps of one forward pass (<= timesteps)"),
             },
+        ),
+        ArchitectureSpec(
+            name="singan",
+            description="SinGAN (Shaham et al., ICCV 2019): a coarse-to-fine pyramid of fully convolutional "
+                        "residual generators, one per scale, learnt from one image; latent = the noise maps of "
+                        "every scale, flattened",
+            generator="genaudit.generators.singan:SinGANGenerator",
+            discriminator=None,
+            params={
+                "height": Param(int, 64, **_SIDE, doc="finest-scale height in px (the training image's)"),
+                "width": Param(int, 64, **_SIDE, doc="finest-scale width in px (the training image's)"),
+                "num_scales": Param(int, 5, 1, 16, doc="scales of the pyramid, coarsest to finest"),
+                "coarsest_side": Param(int, 16, 8, 512, doc="shorter side of the coarsest scale in px"),
+                "base_width": Param(int, 32, 4, 256, doc="channels of the coarsest scales; x2 every 4 scales"),
+                "max_width": Param(int, 128, 4, 512, doc="cap on the channels of any scale"),
+                "out_channels": Param(int, 3, choices=_CHANNELS, doc="1 = grey, 3 = RGB"),
+            },
+        ),
+        ArchitectureSpec(
+            name="ingan",
+            description="InGAN (Shocher et al., ICCV 2019): G(x, T), an encoder / residual blocks / decoder that "
+                        "retargets its training image (kept in the weights) to a requested output size",
+            generator="genaudit.generators.ingan:InGANGenerator",
+            discriminator=None,
+            params={
+                "height": Param(int, 64, **_SIDE, doc="training image height in px"),
+                "width": Param(int, 64, **_SIDE, doc="training image width in px"),
+                "base_width": Param(int, 32, 4, 256, doc="channels at full resolution; x2 per downsampling"),
+                "downsamplings": Param(int, 2, 1, 4, doc="stride-2 encoder stages"),
+                "residual_blocks": Param(int, 4, 0, 16, doc="residual blocks at the bottleneck"),
+                "out_channels": Param(int, 3, choices=_CHANNELS, doc="1 = grey, 3 = RGB"),
+            },
+            input_kind="retarget",
         ),
     )
 }
