@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from genaudit.features.weights import sha256_file
 from genaudit.generators.loading import save_generator
 from genaudit.generators.registry import build_discriminator, build_generator, get_architecture
 from genaudit.generators.sampling import to_uint8
+from genaudit.reports.grids import image_grid, png_bytes
 
 
 @dataclass(frozen=True)
@@ -251,16 +251,5 @@ def _recalibrate_batch_norm(generator: nn.Module, batch_size: int, rng: torch.Ge
 
 @torch.no_grad()
 def save_sample_grid(generator: nn.Module, path: Path, rng: torch.Generator, rows: int = 6) -> None:
-    """A rows x rows PNG grid of samples for fixed latents (``image_grid``)."""
-    image_grid(to_uint8(generator(generator.sample_latents(rows * rows, rng))), rows).save(path)
-
-
-def image_grid(images: np.ndarray, columns: int) -> Image.Image:
-    """uint8 images (N, H, W, C) tiled ``columns`` per row, in order, with 1 px dark grey gutters."""
-    n, h, w, c = images.shape
-    rows = -(-n // columns)
-    grid = np.full((rows * (h + 1) + 1, columns * (w + 1) + 1, c), 64, dtype=np.uint8)
-    for i in range(n):
-        y, x = divmod(i, columns)
-        grid[1 + y * (h + 1): 1 + y * (h + 1) + h, 1 + x * (w + 1): 1 + x * (w + 1) + w] = images[i]
-    return Image.fromarray(grid[..., 0] if c == 1 else grid)
+    """A rows x rows PNG grid of samples for fixed latents (``reports.grids.image_grid``)."""
+    path.write_bytes(png_bytes(image_grid(to_uint8(generator(generator.sample_latents(rows * rows, rng))), rows)))

@@ -8,43 +8,20 @@ so images compare), blended over the image at opacity 0.5 -- the paper's figures
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import torch
 from matplotlib import colormaps
-from PIL import Image
 from safetensors.torch import save_file
 
 from genaudit.errors import InvalidArgument
 from genaudit.generators.sampling import to_uint8
+from genaudit.reports.grids import GUTTER, image_grid, png_bytes
 from genaudit.units.rare import AblationResult
 
-_GUTTER = 64
 _OVERLAY_OPACITY = 0.5
 _OVERLAY_COLORMAP = "RdBu_r"
-
-
-def image_grid(images: np.ndarray, columns: int) -> np.ndarray:
-    """uint8 (N, H, W, C) -> one uint8 (rows (H+1) + 1, columns (W+1) + 1, C) grid, row-major."""
-    if columns < 1:
-        raise InvalidArgument(f"columns must be at least 1, got {columns}")
-    n, h, w, c = images.shape
-    columns = min(columns, max(n, 1))
-    rows = -(-n // columns)
-    grid = np.full((rows * (h + 1) + 1, columns * (w + 1) + 1, c), _GUTTER, dtype=np.uint8)
-    for i in range(n):
-        y, x = divmod(i, columns)
-        grid[1 + y * (h + 1): 1 + y * (h + 1) + h, 1 + x * (w + 1): 1 + x * (w + 1) + w] = images[i]
-    return grid
-
-
-def png_bytes(array: np.ndarray) -> bytes:
-    """uint8 (H, W, 1 or 3) -> PNG (grey or RGB)."""
-    buffer = io.BytesIO()
-    Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def before_after_grid(original: torch.Tensor, corrected: torch.Tensor, columns: int = 8) -> np.ndarray:
@@ -58,7 +35,7 @@ def before_after_grid(original: torch.Tensor, corrected: torch.Tensor, columns: 
     n = before.shape[0]
     columns = min(columns, n)
     padded = -(-n // columns) * columns
-    blank = np.full((padded - n, *before.shape[1:]), _GUTTER, dtype=np.uint8)
+    blank = np.full((padded - n, *before.shape[1:]), GUTTER, dtype=np.uint8)
     before, after = np.concatenate([before, blank]), np.concatenate([after, blank])
     rows = [part[start:start + columns] for start in range(0, padded, columns) for part in (before, after)]
     return image_grid(np.concatenate(rows), columns)

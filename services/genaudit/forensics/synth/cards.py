@@ -21,8 +21,9 @@ from genaudit.forensics.synth.recipes import FamilyRecipe
 from genaudit.forensics.synth.training import TrainedGenerator
 from genaudit.generators.base import ImageToImage
 from genaudit.generators.loading import save_generator
-from genaudit.generators.recipes import describe_scale, image_grid, save_sample_grid
+from genaudit.generators.recipes import describe_scale, save_sample_grid
 from genaudit.generators.registry import get_architecture
+from genaudit.reports.grids import image_grid, png_bytes
 
 GRID_SEED = 1234
 GRID_ROWS = {"full": 6, "cpu": 6, "tiny": 2}  # tiny: a small grid keeps test builds fast
@@ -49,7 +50,8 @@ def save_trained(
         if pairs is None:
             raise ValueError("an image-to-image family's grid needs (sources, fakes) pairs")
         sources, fakes = (a[: rows * rows // 2] for a in pairs)
-        image_grid(np.stack([sources, fakes], axis=1).reshape(-1, *sources.shape[1:]), rows).save(samples)
+        interleaved = np.stack([sources, fakes], axis=1).reshape(-1, *sources.shape[1:])
+        samples.write_bytes(png_bytes(image_grid(interleaved, rows)))
         grid = f"pairs (held-out real crop, its generated counterpart) from the test split, {rows // 2} per row"
     else:
         save_sample_grid(trained.model, samples, torch.Generator().manual_seed(GRID_SEED), rows=rows)

@@ -38,10 +38,11 @@ from genaudit.errors import InvalidArgument
 from genaudit.features import FeatureCache, extract_features, get_extractor
 from genaudit.jobs import keys
 from genaudit.jobs.models import Job
+from genaudit.reports.grids import png_bytes
 from genaudit.reports.sections import Figure, Section, Table, format_cell, render_sections_report
 from genaudit.units.artifact_units import correct_artifact_units
 from genaudit.units.batches import seeded_latents
-from genaudit.units.figures import before_after_grid, png_bytes
+from genaudit.units.figures import before_after_grid
 from genaudit.units.flaws import FlawLabels, label_flaws, low_realism_scores, rare_neuron_scores
 from genaudit.units.interventions import generate
 from genaudit.units.rare import RareNeurons, rare_neurons, sequential_ablation

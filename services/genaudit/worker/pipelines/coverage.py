@@ -32,9 +32,9 @@ from genaudit.features import FeatureCache, get_extractor
 from genaudit.images import ImageLimits, decode_image
 from genaudit.jobs import keys
 from genaudit.jobs.models import Job
+from genaudit.reports.grids import image_grid, png_bytes
 from genaudit.reports.sections import Figure, Section, Table, render_sections_report
 from genaudit.reports.thumbnails import make_thumbnail
-from genaudit.units.figures import image_grid, png_bytes
 from genaudit.units.mode_collapse import (
     CategoryFrequencies,
     KMeans,

@@ -34,10 +34,11 @@ import numpy as np
 
 from genaudit.generators.sampling import to_uint8
 from genaudit.jobs.models import Job
+from genaudit.reports.grids import image_grid, png_bytes
 from genaudit.reports.sections import Figure, Section, Table, render_sections_report
 from genaudit.reports.units_plots import frequency_histograms_png
 from genaudit.units.batches import seeded_latents
-from genaudit.units.figures import before_after_grid, image_grid, mask_overlay_grid, png_bytes
+from genaudit.units.figures import before_after_grid, mask_overlay_grid
 from genaudit.units.rare import (
     AblationResult,
     ArtifactScores,
