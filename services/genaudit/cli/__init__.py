@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from genaudit.cli import audit, client_commands, forensics_commands, server_commands
+from genaudit.cli import audit, client_commands, forensics_commands, server_commands, single_image_commands
 
 app = typer.Typer(
     name="genaudit", help="Audit generative image models: rarity, set metrics, deepfake screening.",
@@ -18,3 +18,4 @@ server_commands.register(app)
 audit.register(app)
 client_commands.register(app)
 forensics_commands.register(app)
+single_image_commands.register(app)

@@ -37,23 +37,37 @@ def image_files(folder: Path) -> list[Path]:
     return files
 
 
-def _ingest_folder(ctx, folder: Path) -> str:  # ctx: WorkerContext (import deferred: torch-free CLI start)
+def ingest_files(ctx, name: str, root: Path, paths: list[Path]) -> str:  # ctx: WorkerContext (deferred import)
+    """A dataset called ``name`` of the image files ``paths`` (each named by its path below ``root``); refused
+    files are skipped with a message. Returns the dataset id."""
     from genaudit.images import ImageLimits
     from genaudit.jobs.datasets import commit_dataset, ingest_image, safe_object_name
 
     limits = ImageLimits.from_settings(ctx.settings)
-    dataset = ctx.records.create_dataset(TENANT, folder.name or "dataset")
+    dataset = ctx.records.create_dataset(TENANT, name or "dataset")
     refused = 0
-    for path in image_files(folder):
+    for path in paths:
         try:
-            ingest_image(ctx.store, limits, TENANT, dataset.id, safe_object_name(str(path.relative_to(folder))),
+            ingest_image(ctx.store, limits, TENANT, dataset.id, safe_object_name(str(path.relative_to(root))),
                          path.read_bytes())
         except GenauditError as exc:
             refused += 1
             console.print(f"[yellow]skipped[/yellow] {path}: {exc.message}")
     dataset = commit_dataset(ctx.records, ctx.store, TENANT, dataset.id)
-    console.print(f"dataset [bold]{folder}[/bold]: {dataset.image_count} images stored, {refused} refused")
+    console.print(f"dataset [bold]{name}[/bold]: {dataset.image_count} images stored, {refused} refused")
     return dataset.id
+
+
+def _ingest_folder(ctx, folder: Path) -> str:
+    return ingest_files(ctx, folder.name, folder, image_files(folder))
+
+
+def embedded_context(out: Path):  # -> (Settings, WorkerContext); import deferred: torch-free CLI start
+    """The embedded mode's settings and worker context: no Redis, no S3, results in the local folder ``out``."""
+    from genaudit.worker.context import WorkerContext
+
+    settings = replace(Settings.from_env(), redis_url="", broker_url="", s3_endpoint="", store_dir=out.resolve())
+    return settings, WorkerContext.from_settings(settings)
 
 
 def run_job_with_progress(ctx, job: Job, title: str) -> Job:
@@ -120,7 +134,7 @@ def detection_table(summary: dict[str, Any]) -> Table:
     return table
 
 
-def _run_or_exit(ctx, job_type: JobType, spec: dict[str, Any], title: str) -> Job:
+def run_or_exit(ctx, job_type: JobType, spec: dict[str, Any], title: str) -> Job:
     from genaudit.jobs.specs import validate_spec
 
     job, _ = ctx.records.create_job(TENANT, job_type, validate_spec(job_type, spec))
@@ -144,18 +158,15 @@ def audit(
 ) -> None:
     """Score the GENERATED folders against the REAL one (rarity, PRDC, Fréchet distance, KID) and write a
     report, a summary and a per-image table under OUT (embedded mode)."""
-    from genaudit.worker.context import WorkerContext
-
-    settings = replace(Settings.from_env(), redis_url="", broker_url="", s3_endpoint="", store_dir=out.resolve())
-    ctx = WorkerContext.from_settings(settings)
+    settings, ctx = embedded_context(out)
     try:
         real_id = _ingest_folder(ctx, real)
         generated_ids = [_ingest_folder(ctx, folder) for folder in generated]
-        job = _run_or_exit(ctx, JobType.METRICS, {
+        job = run_or_exit(ctx, JobType.METRICS, {
             "real_dataset_id": real_id, "generated_dataset_ids": generated_ids, "feature_space": feature_space,
             "k": k, "prdc_k": prdc_k, "batch_size": batch_size,
         }, f"metrics against {real.name}")
-        detect_job = _run_or_exit(ctx, JobType.DETECT, {
+        detect_job = run_or_exit(ctx, JobType.DETECT, {
             "dataset_ids": [real_id, *generated_ids], "real_dataset_ids": [real_id], "batch_size": batch_size,
         }, "screening with the default detector") if detect else None
     except GenauditError as exc:

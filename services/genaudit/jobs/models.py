@@ -31,6 +31,8 @@ class JobType(enum.StrEnum):
     UNIT_STATS = "unit_stats"
     CORRECT = "correct"
     COVERAGE = "coverage"
+    TRAIN_SINGLE_IMAGE = "train_single_image"
+    SINGLE_IMAGE_AUDIT = "single_image_audit"
 
 
 @dataclass

@@ -155,7 +155,10 @@ def real_and_generated_disjoint(spec: dict[str, Any]) -> str:
 SHIPPED_PREFIX = "shipped:"
 # Generator architectures the unit jobs take: latent generators whose layers run once per forward pass (a
 # diffusion sampler runs its UNet once per step, so "share of samples with activation > 0" is undefined).
-UNIT_ARCHITECTURES = ("dcgan", "pggan")
+UNIT_ARCHITECTURES = ("dcgan", "pggan", "singan")
+# Single-image generators: what train_single_image trains and single_image_audit audits.
+SINGLE_IMAGE_ARCHITECTURES = ("singan", "ingan")
+SINGLE_IMAGE_SCALES = ("cpu", "full")
 WEIGHTS_SUFFIX = ".safetensors"
 _WEIGHTS_AREAS = ("results", "datasets")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -185,18 +188,25 @@ def is_generator_key_of(tenant: str, key: str) -> bool:
     return len(parts) >= 5 and parts[:2] == ["tenants", tenant] and parts[2] in _WEIGHTS_AREAS
 
 
-def generator_pins(spec: dict[str, Any]) -> str:
-    """A shipped generator's card pins arch and sha256 (both must be empty); tenant weights need one of
-    ``UNIT_ARCHITECTURES`` and the file's sha256."""
-    if spec["generator"].startswith(SHIPPED_PREFIX):
-        if spec["arch"] or spec["sha256"]:
-            return "arch and sha256 must be empty for a shipped generator (its card pins them)"
+def pins_of(architectures: tuple[str, ...]) -> Callable[[dict[str, Any]], str]:
+    """Check of a spec's generator pins: a shipped generator's card pins arch and sha256 (both must be empty);
+    tenant weights need one of ``architectures`` and the file's sha256."""
+
+    def check(spec: dict[str, Any]) -> str:
+        if spec["generator"].startswith(SHIPPED_PREFIX):
+            if spec["arch"] or spec["sha256"]:
+                return "arch and sha256 must be empty for a shipped generator (its card pins them)"
+            return ""
+        if spec["arch"] not in architectures:
+            return f"arch must be one of {list(architectures)} for tenant weights, got {spec['arch']!r}"
+        if not _SHA256_HEX.match(spec["sha256"]):
+            return f"sha256 must be the weights file's 64 lower-case hex digits, got {spec['sha256']!r}"
         return ""
-    if spec["arch"] not in UNIT_ARCHITECTURES:
-        return f"arch must be one of {list(UNIT_ARCHITECTURES)} for tenant weights, got {spec['arch']!r}"
-    if not _SHA256_HEX.match(spec["sha256"]):
-        return f"sha256 must be the weights file's 64 lower-case hex digits, got {spec['sha256']!r}"
-    return ""
+
+    return check
+
+
+generator_pins = pins_of(UNIT_ARCHITECTURES)
 
 
 def distinct_layers(values: list[str]) -> str:
@@ -221,6 +231,21 @@ def correct_fields(spec: dict[str, Any]) -> str:
     if spec["flaw_score"] == "rare_neurons" and spec["real_dataset_id"]:
         return "real_dataset_id is only read by the low_realism flaw score; leave it empty"
     return ""
+
+
+def local_feature_space_name(value: str) -> str:
+    from genaudit.singleimage.local_spaces import LOCAL_SPACES  # torch-free registry
+
+    return "" if value in LOCAL_SPACES else f"unknown local feature space {value!r}; known: {sorted(LOCAL_SPACES)}"
+
+
+def odd_within(low: int, high: int) -> Callable[[Any], str]:
+    return lambda v: "" if low <= v <= high and v % 2 == 1 else f"must be odd, within {low}..{high}, got {v}"
+
+
+def zero_or(check: Callable[[Any], str]) -> Callable[[Any], str]:
+    """0 (the job's default) or a value ``check`` accepts."""
+    return lambda v: "" if v == 0 else check(v)
 
 
 def _generator_fields() -> dict[str, Field]:
@@ -335,6 +360,33 @@ JOB_KINDS: dict[JobType, JobKind] = {
             "batch_size": Field(int, 64, check=int_range(1, 1024)),
         },
         check=real_not_among_generated,
+    ),
+    JobType.TRAIN_SINGLE_IMAGE: JobKind(
+        queue=Queue.GPU,
+        fields={
+            "dataset_id": Field(str, check=non_empty),
+            "image": Field(str, ""),
+            "arch": Field(str, "singan", check=one_of(*SINGLE_IMAGE_ARCHITECTURES)),
+            "scale": Field(str, "cpu", check=one_of(*SINGLE_IMAGE_SCALES)),
+            "max_side": Field(int, 0, check=zero_or(int_range(8, 1024))),
+            "iterations": Field(int, 0, check=zero_or(int_range(1, 100_000))),
+            "seed": Field(int, 0, check=int_range(0, 2**31 - 1)),
+        },
+    ),
+    JobType.SINGLE_IMAGE_AUDIT: JobKind(
+        queue=Queue.GPU,
+        fields={
+            **_generator_fields(),
+            "dataset_id": Field(str, check=non_empty),
+            "image": Field(str, ""),
+            "n_samples": Field(int, 50, check=int_range(1, 1000)),
+            "seed": Field(int, 0, check=int_range(0, 2**31 - 1)),
+            "local_feature_space": Field(str, "", check=lambda v: "" if v == "" else local_feature_space_name(v)),
+            "feature_space": Field(str, "efficientnet-lite0", check=feature_space_name),
+            "patch_size": Field(int, 7, check=odd_within(3, 31)),
+            "batch_size": Field(int, 16, check=int_range(1, 1024)),
+        },
+        check=pins_of(SINGLE_IMAGE_ARCHITECTURES),
     ),
 }
 

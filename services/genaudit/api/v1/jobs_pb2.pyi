@@ -30,6 +30,8 @@ class JobType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_TYPE_UNIT_STATS: _ClassVar[JobType]
     JOB_TYPE_CORRECT: _ClassVar[JobType]
     JOB_TYPE_COVERAGE: _ClassVar[JobType]
+    JOB_TYPE_TRAIN_SINGLE_IMAGE: _ClassVar[JobType]
+    JOB_TYPE_SINGLE_IMAGE_AUDIT: _ClassVar[JobType]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
@@ -45,6 +47,8 @@ JOB_TYPE_TRAIN_DETECTOR: JobType
 JOB_TYPE_UNIT_STATS: JobType
 JOB_TYPE_CORRECT: JobType
 JOB_TYPE_COVERAGE: JobType
+JOB_TYPE_TRAIN_SINGLE_IMAGE: JobType
+JOB_TYPE_SINGLE_IMAGE_AUDIT: JobType
 
 class FeatureExtractionSpec(_message.Message):
     __slots__ = ("dataset_id", "feature_space", "batch_size")
@@ -198,8 +202,52 @@ class CoverageSpec(_message.Message):
     batch_size: int
     def __init__(self, real_dataset_id: _Optional[str] = ..., generated_dataset_ids: _Optional[_Iterable[str]] = ..., feature_space: _Optional[str] = ..., clusters: _Optional[int] = ..., seed: _Optional[int] = ..., batch_size: _Optional[int] = ...) -> None: ...
 
+class TrainSingleImageSpec(_message.Message):
+    __slots__ = ("dataset_id", "image", "arch", "scale", "max_side", "iterations", "seed")
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    ARCH_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    MAX_SIDE_FIELD_NUMBER: _ClassVar[int]
+    ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    dataset_id: str
+    image: str
+    arch: str
+    scale: str
+    max_side: int
+    iterations: int
+    seed: int
+    def __init__(self, dataset_id: _Optional[str] = ..., image: _Optional[str] = ..., arch: _Optional[str] = ..., scale: _Optional[str] = ..., max_side: _Optional[int] = ..., iterations: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class SingleImageAuditSpec(_message.Message):
+    __slots__ = ("generator", "arch", "sha256", "dataset_id", "image", "n_samples", "seed", "local_feature_space", "feature_space", "patch_size", "batch_size")
+    GENERATOR_FIELD_NUMBER: _ClassVar[int]
+    ARCH_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    N_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_FEATURE_SPACE_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_SPACE_FIELD_NUMBER: _ClassVar[int]
+    PATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    generator: str
+    arch: str
+    sha256: str
+    dataset_id: str
+    image: str
+    n_samples: int
+    seed: int
+    local_feature_space: str
+    feature_space: str
+    patch_size: int
+    batch_size: int
+    def __init__(self, generator: _Optional[str] = ..., arch: _Optional[str] = ..., sha256: _Optional[str] = ..., dataset_id: _Optional[str] = ..., image: _Optional[str] = ..., n_samples: _Optional[int] = ..., seed: _Optional[int] = ..., local_feature_space: _Optional[str] = ..., feature_space: _Optional[str] = ..., patch_size: _Optional[int] = ..., batch_size: _Optional[int] = ...) -> None: ...
+
 class JobSpec(_message.Message):
-    __slots__ = ("feature_extraction", "metrics", "spectrum", "detect", "train_detector", "unit_stats", "correct", "coverage")
+    __slots__ = ("feature_extraction", "metrics", "spectrum", "detect", "train_detector", "unit_stats", "correct", "coverage", "train_single_image", "single_image_audit")
     FEATURE_EXTRACTION_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     SPECTRUM_FIELD_NUMBER: _ClassVar[int]
@@ -208,6 +256,8 @@ class JobSpec(_message.Message):
     UNIT_STATS_FIELD_NUMBER: _ClassVar[int]
     CORRECT_FIELD_NUMBER: _ClassVar[int]
     COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_SINGLE_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    SINGLE_IMAGE_AUDIT_FIELD_NUMBER: _ClassVar[int]
     feature_extraction: FeatureExtractionSpec
     metrics: MetricsSpec
     spectrum: SpectrumSpec
@@ -216,7 +266,9 @@ class JobSpec(_message.Message):
     unit_stats: UnitStatsSpec
     correct: CorrectSpec
     coverage: CoverageSpec
-    def __init__(self, feature_extraction: _Optional[_Union[FeatureExtractionSpec, _Mapping]] = ..., metrics: _Optional[_Union[MetricsSpec, _Mapping]] = ..., spectrum: _Optional[_Union[SpectrumSpec, _Mapping]] = ..., detect: _Optional[_Union[DetectSpec, _Mapping]] = ..., train_detector: _Optional[_Union[TrainDetectorSpec, _Mapping]] = ..., unit_stats: _Optional[_Union[UnitStatsSpec, _Mapping]] = ..., correct: _Optional[_Union[CorrectSpec, _Mapping]] = ..., coverage: _Optional[_Union[CoverageSpec, _Mapping]] = ...) -> None: ...
+    train_single_image: TrainSingleImageSpec
+    single_image_audit: SingleImageAuditSpec
+    def __init__(self, feature_extraction: _Optional[_Union[FeatureExtractionSpec, _Mapping]] = ..., metrics: _Optional[_Union[MetricsSpec, _Mapping]] = ..., spectrum: _Optional[_Union[SpectrumSpec, _Mapping]] = ..., detect: _Optional[_Union[DetectSpec, _Mapping]] = ..., train_detector: _Optional[_Union[TrainDetectorSpec, _Mapping]] = ..., unit_stats: _Optional[_Union[UnitStatsSpec, _Mapping]] = ..., correct: _Optional[_Union[CorrectSpec, _Mapping]] = ..., coverage: _Optional[_Union[CoverageSpec, _Mapping]] = ..., train_single_image: _Optional[_Union[TrainSingleImageSpec, _Mapping]] = ..., single_image_audit: _Optional[_Union[SingleImageAuditSpec, _Mapping]] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("id", "job_type", "spec", "state", "progress", "message", "error", "artifact_names", "idempotency_key", "schedule_id", "attempts", "cancel_requested", "version", "create_time", "start_time", "finish_time")

@@ -26,6 +26,8 @@ _PIPELINE_MODULES: dict[JobType, str] = {
     JobType.UNIT_STATS: "genaudit.worker.pipelines.unit_stats",
     JobType.CORRECT: "genaudit.worker.pipelines.correct",
     JobType.COVERAGE: "genaudit.worker.pipelines.coverage",
+    JobType.TRAIN_SINGLE_IMAGE: "genaudit.worker.pipelines.train_single_image",
+    JobType.SINGLE_IMAGE_AUDIT: "genaudit.worker.pipelines.single_image_audit",
 }
 
 

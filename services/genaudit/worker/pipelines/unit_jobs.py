@@ -45,7 +45,7 @@ HTML_TYPE, BINARY_TYPE = "text/html; charset=utf-8", "application/octet-stream"
 class LoadedGenerator:
     """The generator (eval mode, on the worker's device) and what identifies it."""
 
-    generator: Generator
+    generator: Generator  # or, for single-image jobs, an InGAN (``load_spec_generator(..., latent_only=False)``)
     source: str  # the spec's generator field
     arch: str
     sha256: str
@@ -53,8 +53,9 @@ class LoadedGenerator:
     def describe(self) -> dict[str, Any]:
         """What the results depend on: the source, architecture, weights sha256 and output shape."""
         g = self.generator
-        return {"generator": self.source, "arch": self.arch, "sha256": self.sha256, "latent_dim": g.latent_dim,
-                "resolution": g.resolution, "out_channels": g.out_channels}
+        shape = {name: getattr(g, name) for name in ("latent_dim", "resolution", "height", "width", "out_channels")
+                 if hasattr(g, name)}
+        return {"generator": self.source, "arch": self.arch, "sha256": self.sha256, **shape}
 
 
 def unknown_weights(key: str) -> NotFound:
@@ -62,8 +63,10 @@ def unknown_weights(key: str) -> NotFound:
                     "your tenant")
 
 
-def load_spec_generator(ctx: WorkerContext, tenant: str, spec: Mapping[str, Any]) -> LoadedGenerator:
-    """The generator of a unit_stats or correct spec (module docstring)."""
+def load_spec_generator(ctx: WorkerContext, tenant: str, spec: Mapping[str, Any], *,
+                        latent_only: bool = True) -> LoadedGenerator:
+    """The generator of a unit_stats, correct or single_image_audit spec (module docstring); ``latent_only``:
+    refuse an architecture that does not generate from latents."""
     device = resolve_device(ctx.settings.device)
     source = spec["generator"]
     if source.startswith(SHIPPED_PREFIX):
@@ -85,7 +88,7 @@ def load_spec_generator(ctx: WorkerContext, tenant: str, spec: Mapping[str, Any]
     if actual != spec["sha256"]:
         raise InvalidArgument(f"generator weights {source!r} have sha256 {actual}, the spec pins {spec['sha256']}")
     generator = load_generator(spec["arch"], data, None, device, expected_sha256=actual)
-    if not isinstance(generator, Generator):
+    if latent_only and not isinstance(generator, Generator):
         raise InvalidArgument(f"architecture {spec['arch']!r} does not generate from latents")
     return LoadedGenerator(generator.eval(), source, spec["arch"], actual)
 

@@ -1,0 +1,169 @@
+"""train_single_image: a SinGAN or InGAN trained on one image of a dataset (``singleimage.recipes``).
+
+1. The training image (``single_image_inputs.read_training_image``), shrunk so that its longest side is at most
+   ``max_side`` (0: the scale's cap, ``recipes.MAX_SIDE``).
+2. ``recipes.train_single_image`` at the spec's scale (``iterations`` overrides the schedule's count), seeded, on
+   the worker's device; progress per iteration, cancellation checked between iterations.
+3. Results under ``keys.result_prefix(tenant, h)``, ``h`` hashing the spec, the image's bytes and
+   ``TRAINING_VERSION``: ``model.safetensors`` (``generators.save_generator``: arch and config in the metadata),
+   ``model.json`` (the card: arch, config, sha256, image, recipe, scale, losses, device, seconds),
+   ``training_image.png`` (the pixels it trained on), ``samples.png`` (SinGAN: random samples; InGAN: retargetings
+   to random sizes), ``reconstruction.png`` (image | reconstruction path), ``summary.json`` and ``report.html``.
+
+The weights feed ``single_image_audit`` and, for SinGAN, ``unit_stats`` / ``correct``: pass the ``model`` key
+with arch and the card's sha256.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genaudit.generators.loading import save_generator
+from genaudit.generators.sampling import to_uint8
+from genaudit.jobs.models import Job
+from genaudit.metrics._tensors import resolve_device
+from genaudit.reports.grids import image_grid, png_bytes
+from genaudit.reports.sections import Figure, Section, Table, render_sections_report
+from genaudit.singleimage.audit import draw_samples, reconstruct
+from genaudit.singleimage.recipes import MAX_SIDE, train_single_image
+from genaudit.worker.context import JobProgress, WorkerContext
+from genaudit.worker.pipelines.single_image_inputs import read_training_image
+from genaudit.worker.pipelines.unit_jobs import (
+    HTML_TYPE,
+    JSON_TYPE,
+    PNG_TYPE,
+    StagedProgress,
+    json_bytes,
+    result_hash,
+    write_results,
+)
+
+# Bump when the training code changes what a spec and an image produce: results then get new keys.
+TRAINING_VERSION = 1
+PREVIEW_SAMPLES = 16
+PREVIEW_SEED = 1234
+WEIGHTS_TYPE = "application/octet-stream"
+_CANCEL_CHECK_INTERVAL_S = 0.5
+
+
+class ThrottledCancelCheck:
+    """A job's cancellation check at most every ``interval_s`` (the loops call it every iteration, each call would
+    read the job record)."""
+
+    def __init__(self, progress: JobProgress, interval_s: float = _CANCEL_CHECK_INTERVAL_S) -> None:
+        self._progress = progress
+        self._interval_s = interval_s
+        self._last = float("-inf")
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now - self._last >= self._interval_s:
+            self._last = now
+            self._progress.check_cancelled()  # raises JobCancelled
+        return False
+
+
+def _weights_bytes(model: torch.nn.Module, arch: str, config: dict[str, Any]) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="genaudit-single-image-") as folder:
+        path = Path(folder) / "model.safetensors"
+        save_generator(model, path, arch, config)
+        return path.read_bytes()
+
+
+def _png_of(image: torch.Tensor) -> bytes:
+    return png_bytes(to_uint8(image)[0])
+
+
+def _report(card: dict[str, Any], figures: dict[str, bytes]) -> str:
+    rows = [["architecture", card["arch"]], ["image", f"{card['image']['name']} ({card['image']['height']}x"
+                                                       f"{card['image']['width']} px)"],
+            ["scale", card["scale"]], ["device", card["device"]], ["training seconds", card["training_seconds"]],
+            ["reconstruction RMSE", card["reconstruction_rmse"]], ["parameters", card["parameters"]]]
+    what = "random samples" if card["arch"] == "singan" else "retargetings to random sizes"
+    sections = [
+        Section("Model", card["description"], tables=[Table(["", ""], rows)]),
+        Section("Reconstruction", "The training image beside the deterministic reconstruction path, which should "
+                                  "reproduce it.",
+                figures=[Figure(figures["reconstruction"], "image | reconstruction")]),
+        Section("Samples", f"{PREVIEW_SAMPLES} {what} (seed {PREVIEW_SEED}); audit them with a single_image_audit "
+                           "job (SIFID, diversity, copy detection).", figures=[Figure(figures["samples"], what)]),
+    ]
+    return render_sections_report(f"{card['arch']} trained on {card['image']['name']}", card["scale_note"], sections)
+
+
+def run(job: Job, ctx: WorkerContext, progress: JobProgress) -> dict[str, str]:
+    spec: dict[str, Any] = job.spec
+    staged = StagedProgress(progress, {"read": 1, "train": 95, "write": 4})
+    staged.start("read", "reading the training image")
+    with progress.stage("decode"):
+        source = read_training_image(ctx, job.tenant, spec["dataset_id"], spec["image"])
+    staged.start("train", f"training {spec['arch']}")
+    with progress.stage("train"):
+        trained = train_single_image(
+            spec["arch"], source.image, scale=spec["scale"], max_side=spec["max_side"] or None,
+            iterations=spec["iterations"] or None, seed=spec["seed"], device=resolve_device(ctx.settings.device),
+            progress=staged.callback("train", f"training {spec['arch']}"),
+            check_cancelled=ThrottledCancelCheck(progress))
+    staged.start("write", "writing the model")
+    with progress.stage("write"):
+        model = trained.generator
+        weights = _weights_bytes(model, trained.arch, trained.config)
+        reconstruction = reconstruct(model).to(trained.image.device)
+        samples = draw_samples(model, PREVIEW_SAMPLES, PREVIEW_SEED)
+        image_rmse = float((reconstruction - trained.image.cpu()).pow(2).mean().sqrt())
+        height, width = trained.image.shape[2:]
+        max_side = spec["max_side"] or MAX_SIDE[spec["scale"]]
+        card = {
+            "name": f"{trained.arch}-{source.name}",
+            "arch": trained.arch,
+            "description": f"{trained.arch} trained on one image: {model.__class__.__doc__.splitlines()[0]}",
+            "config": trained.config,
+            "sha256": hashlib.sha256(weights).hexdigest(),
+            "weights_file": "model.safetensors",
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "image": {"dataset_id": source.dataset_id, "name": source.name, "sha256": source.sha256,
+                      "height": int(height), "width": int(width), "max_side": max_side},
+            "scale": trained.scale,
+            "scale_note": ("full recipe (the paper's schedule)" if trained.scale == "full" else
+                           "CPU reduced scale: fewer iterations and a smaller image than the paper's; the full scale "
+                           "is for a GPU") + (f"; iterations overridden to {spec['iterations']}"
+                                              if spec["iterations"] else ""),
+            "schedule": trained.schedule,
+            "seed": spec["seed"],
+            "device": trained.device,
+            "threads": torch.get_num_threads(),
+            "training_seconds": round(trained.seconds, 1),
+            "losses": trained.losses,
+            "reconstruction_rmse": image_rmse,
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "command": f"genaudit jobs submit train_single_image --spec '{json.dumps(spec, sort_keys=True)}'",
+        }
+        figures = {
+            "training_image": _png_of(trained.image),
+            "reconstruction": png_bytes(np.concatenate([to_uint8(trained.image.cpu())[0],
+                                                        np.full((int(height), 2, 3), 64, np.uint8),
+                                                        to_uint8(reconstruction)[0]], axis=1)),
+            "samples": png_bytes(image_grid([to_uint8(s)[0] for s in samples], 4)),
+        }
+        summary = {"summary_version": TRAINING_VERSION, "parameters": dict(spec), "card": card}
+        files = {
+            "model": ("model.safetensors", weights, WEIGHTS_TYPE),
+            "model_card": ("model.json", json_bytes(card), JSON_TYPE),
+            **{name: (f"{name}.png", data, PNG_TYPE) for name, data in figures.items()},
+            "summary": ("summary.json", json_bytes(summary), JSON_TYPE),
+            "report": ("report.html", _report(card, figures).encode(), HTML_TYPE),
+        }
+        progress.check_cancelled()  # a cancelled job writes no results
+        digest = result_hash(job, TRAINING_VERSION, {"image_sha256": source.sha256})
+        result_keys = write_results(ctx, job.tenant, digest, files)
+    progress.report(1, 1, f"{trained.arch} trained on {source.name} in {trained.seconds:.0f} s")
+    return result_keys
