@@ -1,7 +1,7 @@
 """Evidence for correcting a generator's units: sample quality before and after, against random controls, and
 how much the samples that were fine to begin with change.
 
-Protocol (shipped ``dcgan-fashion``, Fashion-MNIST):
+Protocol (shipped ``dcgan-fashion`` with Fashion-MNIST, or ``pggan-photos`` with photo crops):
 
 - fit: N latents of ``--seed`` give the unit statistics (``compute_unit_statistics``), the rare neurons at
   ``--rate`` (0 < freq <= R) and the flaw scores (rare-neuron artifact scores) the Tousi et al. pipeline
@@ -16,9 +16,11 @@ Protocol (shipped ``dcgan-fashion``, Fashion-MNIST):
                        neurons ever active (freq > 0), ablated the same way when active;
     original (seed+2)  the unchanged generator on yet another N latents: how much the metrics move by sampling
                        alone.
-- real images: ``--n-real`` images of the Fashion-MNIST train split (Debian ``dataset-fashion-mnist``, via
-  ``genaudit.data.fashion_mnist``; a seeded subset when fewer than 60,000), zero-padded to 32 px as the
-  dcgan-fashion recipe does (``generators.recipes.fashion_mnist_32px``);
+- real images: for dcgan-fashion, ``--n-real`` images of the Fashion-MNIST train split (Debian
+  ``dataset-fashion-mnist``, via ``genaudit.data.fashion_mnist``; a seeded subset when fewer than 60,000),
+  zero-padded to 32 px as the dcgan-fashion recipe does (``generators.recipes.fashion_mnist_32px``); for
+  pggan-photos, ``--n-real`` random 64 px crops of the offline photos it trained on, drawn with another seed than
+  the recipe's crops (``photo_crop_images``);
 - features: efficientnet-lite0 (1280-d pooled, the offline default feature space; NOT Inception, so the
   Fréchet distance is FID-style, not FID), of the 8-bit images (``to_uint8``, what a saved PNG holds), cached
   by content in ``--feature-cache`` (``genaudit.features.FeatureCache``);
@@ -51,6 +53,7 @@ import torch
 from PIL import Image
 
 from genaudit.data.fashion_mnist import load as load_fashion_mnist
+from genaudit.data.offline_photos import load_photos, random_crops
 from genaudit.features import FeatureCache, extract_features, get_extractor
 from genaudit.generators import load_shipped, to_uint8
 from genaudit.metrics import feature_stats, fid_from_stats, knn_distances, prdc, realism
@@ -68,6 +71,7 @@ SPACE = "efficientnet-lite0"
 PRDC_K, REALISM_K = 5, 3
 FASHION_TRAIN = 60_000
 PAD = 2  # 28 -> 32 px, as generators.recipes.fashion_mnist_32px
+PHOTO_CROP_SEED_OFFSET = 1000
 
 
 def log(message: str) -> None:
@@ -87,15 +91,32 @@ class Timer:
         return result
 
 
-def real_images(cache_dir: Path, n_real: int, seed: int) -> tuple[np.ndarray, list[int]]:
-    """uint8 (n, 32, 32, 1) Fashion-MNIST train images, zero-padded, and their indices in the split."""
+def fashion_images(cache_dir: Path, n_real: int, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """uint8 (n, 32, 32, 1) Fashion-MNIST train images, zero-padded, and where they come from."""
     images, _ = load_fashion_mnist(cache_dir, split="train")
     if n_real >= len(images):
         index = np.arange(len(images))
     else:
         index = np.sort(np.random.default_rng(seed).choice(len(images), n_real, replace=False))
     padded = np.pad(images[index], ((0, 0), (PAD, PAD), (PAD, PAD)))
-    return padded[..., None], index.tolist()
+    return padded[..., None], {"source": "Fashion-MNIST", "split": "train", "n": len(index),
+                               "padding": "zero, 28 -> 32 px"}
+
+
+def photo_crop_images(cache_dir: Path, n_real: int, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """uint8 (n, 64, 64, 3) random crops of the offline photos, drawn with a seed the pggan-photos recipe did not
+    use (it trained on the crops of seed 0), so they are other crops of the same photos."""
+    crop_seed = PHOTO_CROP_SEED_OFFSET + seed
+    crops = np.stack([np.asarray(im) for _, im in random_crops(load_photos(), n_real, 64, crop_seed)])
+    return crops, {"source": "offline photos (scikit-image, scikit-learn, matplotlib)", "n": n_real,
+                   "crop_seed": crop_seed, "size": 64}
+
+
+# Each shipped generator with its real images (what its recipe trained on, or more of it).
+REAL_IMAGES: dict[str, Callable[[Path, int, int], tuple[np.ndarray, dict[str, Any]]]] = {
+    "dcgan-fashion": fashion_images,
+    "pggan-photos": photo_crop_images,
+}
 
 
 def features_of(images: np.ndarray, extractor: Any, cache: FeatureCache, name: str, batch_size: int) -> np.ndarray:
@@ -188,8 +209,9 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--generator", default="dcgan-fashion", choices=["dcgan-fashion"],
-                        help="shipped generator (its real images: Fashion-MNIST)")
+    parser.add_argument("--generator", default="dcgan-fashion", choices=sorted(REAL_IMAGES),
+                        help="shipped generator (real images: Fashion-MNIST for dcgan-fashion, photo crops for "
+                             "pggan-photos)")
     parser.add_argument("--n", type=int, default=10_000, help="samples per variant (and fit latents)")
     parser.add_argument("--n-real", type=int, default=10_000, help="real images (train split; 60000 = all)")
     parser.add_argument("--seed", type=int, default=0, help="fit latents; evaluation uses seed+1, the noise row seed+2")
@@ -258,7 +280,7 @@ def main() -> None:
 
     extractor = get_extractor(SPACE, "cpu")
     cache = FeatureCache(LocalStore(args.feature_cache), "units-evidence")
-    real, real_index = real_images(args.cache_dir, args.n_real, args.seed)
+    real, real_source = REAL_IMAGES[args.generator](args.cache_dir, args.n_real, args.seed)
     real_features = timer("features: real", lambda: features_of(real, extractor, cache, "real", args.feature_batch))
     radii = timer("real k-NN radii", lambda: knn_distances(real_features, max(PRDC_K, REALISM_K), device="cpu"))
     real_mu, real_sigma = feature_stats(real_features, device="cpu")
@@ -285,7 +307,7 @@ def main() -> None:
             "mean_abs_delta": "per sample, mean over pixels of |variant - original| with images in [-1, 1]",
             "normal_share_changed": f"share of normal samples with mean |delta| > {args.tolerance}",
         },
-        "real": {"split": "train", "n": len(real_index), "padding": "zero, 28 -> 32 px"},
+        "real": real_source,
         "rare_neurons": rare.counts(),
         "mean_ablated_per_sample": {name: {layer: float(a[:, i].double().mean()) for i, layer in enumerate(layers)}
                                     for name, a in ablated.items()},
@@ -298,7 +320,8 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, allow_nan=False))
-    print(f"{args.generator}: N = {args.n} samples per variant, {len(real_index)} real Fashion-MNIST train images, "
+    print(f"{args.generator}: N = {args.n} samples per variant, {real_source['n']} real images "
+          f"({real_source['source']}), "
           f"features {SPACE} (Fréchet distance FID-style, not Inception); total {result['timings_s']['total']} s")
     print(markdown_table(rows))
     print(f"written: {args.out}")
