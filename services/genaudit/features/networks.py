@@ -156,3 +156,20 @@ def build_feature_network(space_name: str, state_dict: dict[str, torch.Tensor]) 
     features = cut(net).eval()
     features.requires_grad_(False)
     return features
+
+
+# Per-location networks of ``genaudit.singleimage.local_spaces``: the same weights files cut after an early layer,
+# no pooling, any input size (no resize). EfficientNet-Lite0 is built with TF 'SAME' padding computed from each
+# input's size; the pooled space's network pads for 224 px, which is TF's padding only on sides divisible by 32.
+def _efficientnet_lite0_any_size() -> nn.Module:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    return EfficientNet.from_name("efficientnet-lite0", image_size=None)
+
+
+_ARCHITECTURES.update({
+    "inception-v3-conv4a": (fid_inception_v3, lambda net: nn.Sequential(
+        net.Conv2d_1a_3x3, net.Conv2d_2a_3x3, net.Conv2d_2b_3x3, net.maxpool1, net.Conv2d_3b_1x1, net.Conv2d_4a_3x3)),
+    "efficientnet-lite0-stage2": (_efficientnet_lite0_any_size, lambda net: nn.Sequential(
+        net._conv_stem, net._bn0, net._swish, *net._blocks[:3])),
+})
