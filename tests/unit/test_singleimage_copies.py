@@ -1,0 +1,148 @@
+"""Copy detection: exact, translated, 8-bit rounded and partial copies are found with their offsets; shuffled blocks
+and noise are not copies; the nearest-neighbour search equals a float64 brute force."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from genaudit.errors import InvalidArgument
+from genaudit.singleimage.copies import DEFAULT_COPY_THRESHOLD, LEVEL, find_copies
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _texture(h: int, w: int, seed: int, channels: int = 3, quantize: bool = True) -> torch.Tensor:
+    """A smooth random colour field in [-1, 1] (every 7 px patch unique), on 8-bit levels unless ``quantize``."""
+    noise = np.random.default_rng(seed).standard_normal((channels, h, w))
+    field = ndimage.gaussian_filter(noise, (0, 2.0, 2.0))
+    field = field / np.abs(field).max()
+    if quantize:
+        field = np.round((field + 1) * 127.5) / 127.5 - 1
+    return torch.from_numpy(field)
+
+
+def test_nearest_neighbours_equal_a_float64_brute_force():
+    rng = np.random.default_rng(0)
+    image = rng.uniform(-1, 1, (3, 12, 14))
+    sample = np.clip(image[:, 1:11, 2:13] * 0.5 + rng.normal(0, 0.3, (3, 10, 11)), -1, 1)
+    p = 3
+    report = find_copies(torch.from_numpy(sample), image, patch_size=p, scales=(1.0,), device="cpu")
+    result = report.scales[0]
+    h, w, hi, wi = 10 - p + 1, 11 - p + 1, 12 - p + 1, 14 - p + 1
+    assert result.nn_distance.shape == (h, w) and result.offsets.shape == (h, w, 2)
+    image_patches = np.array([[image[:, y:y + p, x:x + p].ravel() for x in range(wi)] for y in range(hi)])
+    for y in range(h):
+        for x in range(w):
+            squared = ((image_patches - sample[:, y:y + p, x:x + p].ravel()) ** 2).sum(axis=-1)
+            best = np.unravel_index(np.argmin(squared), squared.shape)
+            assert result.nn_distance[y, x] == pytest.approx(np.sqrt(squared[best] / (3 * p * p)), rel=1e-12)
+            assert tuple(result.offsets[y, x]) == (best[0] - y, best[1] - x)
+
+
+def test_an_exact_copy_is_a_copy_at_offset_zero():
+    image = _texture(48, 56, seed=1)
+    report = find_copies(image.clone(), image)
+    assert report.is_copy and report.near_copy_share == 1.0
+    assert report.largest_region_fraction == 1.0
+    assert report.largest_region.offset == (0, 0) and report.largest_region.bbox == (0, 0, 48, 56)
+    assert [s.scale for s in report.scales] == [1.0, 0.5, 0.25]
+    assert report.scales[0].nn_distance.max() == 0.0  # recomputed in float64 from the pixels: exactly 0
+
+
+def test_a_translated_crop_is_a_copy_with_its_offset():
+    image = _texture(72, 80, seed=2)
+    report = find_copies(image[:, 5:53, 9:69].clone(), image)
+    assert report.is_copy and report.largest_region_fraction == 1.0
+    assert report.largest_region.offset == (5, 9) and report.largest_region.scale == 1.0
+    assert (report.scales[0].offsets == (5, 9)).all()
+
+
+def test_an_8bit_rounded_copy_of_a_float_image_is_a_copy():
+    image = _texture(48, 48, seed=3, quantize=False)
+    rounded = torch.round((image + 1) * 127.5) / 127.5 - 1
+    report = find_copies(rounded, image)
+    assert report.is_copy and report.near_copy_share == 1.0 and report.largest_region_fraction == 1.0
+    assert report.largest_region.offset == (0, 0)
+    # rounding moves each value by at most half a level
+    assert 0.0 < report.scales[0].nn_distance.max() <= LEVEL / 2 < DEFAULT_COPY_THRESHOLD
+
+
+def test_a_shifted_copy_covers_the_overlap_only():
+    image = _texture(64, 64, seed=4)
+    sample = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1  # noise where nothing maps
+    sample[:, 6:, :60] = image[:, :58, 4:]  # sample (y, x) = image (y - 6, x + 4)
+    report = find_copies(sample, image)
+    region = report.largest_region
+    assert region.offset == (-6, 4) and region.bbox == (6, 0, 64, 60)
+    assert report.largest_region_fraction == pytest.approx(58 * 60 / 64**2)
+    assert report.is_copy
+
+
+def _shuffled_blocks(image: torch.Tensor, block: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+    grid = image.shape[1] // block
+    rng = np.random.default_rng(seed)
+    while True:  # a shuffle where no two neighbouring blocks are still neighbours the same way round
+        perm = rng.permutation(grid * grid).reshape(grid, grid)
+        right = (perm[:, 1:] == perm[:, :-1] + 1) & (perm[:, :-1] % grid != grid - 1)
+        below = perm[1:, :] == perm[:-1, :] + grid
+        if not right.any() and not below.any():
+            break
+    rows = [torch.cat([image[:, (k // grid) * block:(k // grid + 1) * block, (k % grid) * block:(k % grid + 1) * block]
+                       for k in row], dim=2) for row in perm]
+    return torch.cat(rows, dim=1), perm
+
+
+def test_shuffled_blocks_are_many_near_copies_but_no_copy():
+    image = _texture(64, 64, seed=5)
+    sample, perm = _shuffled_blocks(image, 16, seed=0)
+    report = find_copies(sample, image)
+    # every 7 px patch inside a block is an exact copy: 16 blocks x 10 x 10 of the 58 x 58 positions
+    assert report.near_copy_share == pytest.approx(16 * 100 / 58**2)
+    assert report.largest_region_fraction == pytest.approx(1 / 16)  # one block
+    assert not report.is_copy
+    top, left, bottom, right = report.largest_region.bbox
+    assert (bottom - top, right - left) == (16, 16)
+    k = int(perm[top // 16, left // 16])  # the block there came from block k of the image
+    assert report.largest_region.offset == ((k // 4) * 16 - top, (k % 4) * 16 - left)
+
+
+def test_random_noise_has_no_near_copies():
+    image = _texture(64, 64, seed=6)
+    noise = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    report = find_copies(noise, image)
+    assert all(s.near_copy_share == 0.0 and s.largest_region is None for s in report.scales)
+    assert report.largest_region is None and report.largest_region_fraction == 0.0 and not report.is_copy
+    assert report.scales[0].nn_distance.min() > 10 * DEFAULT_COPY_THRESHOLD
+
+
+def test_a_copy_with_a_flat_area_stays_one_region_despite_tied_neighbours():
+    image = _texture(40, 64, seed=7)
+    image[:, :, :32] = image[:, :, :32].mean()  # flat left half: all its patches tie exactly
+    report = find_copies(image.clone(), image, scales=(1.0,))
+    offsets = report.scales[0].offsets
+    assert (offsets[:, :20] != 0).any()  # the nearest neighbour's offset is arbitrary among the tied flat patches
+    assert report.largest_region_fraction == 1.0 and report.largest_region.offset == (0, 0)
+
+
+def test_grey_images_scales_skipped_and_budget():
+    image = _texture(20, 24, seed=8, channels=1)
+    report = find_copies(image.clone(), image)
+    assert [s.scale for s in report.scales] == [1.0, 0.5]  # 5 x 6 px at 0.25: below a 7 px patch
+    assert report.scales[1].size == (10, 12) and report.is_copy
+    with pytest.raises(InvalidArgument, match="budget"):
+        find_copies(image, image, max_patch_pairs=1000)
+    with pytest.raises(InvalidArgument, match="channels"):
+        find_copies(image, image.repeat(3, 1, 1))
+    with pytest.raises(InvalidArgument, match="smaller than one"):
+        find_copies(image[:, :5, :5], image)
+    with pytest.raises(InvalidArgument, match="scales"):
+        find_copies(image, image, scales=(2.0,))
