@@ -3,12 +3,17 @@ and noise are not copies; the nearest-neighbour search equals a float64 brute fo
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from scipy import ndimage
 
 from genaudit.errors import InvalidArgument
+from genaudit.generators.sampling import to_uint8
+from genaudit.reports.single_image_plots import COPY_ROW_SIZE, copy_maps_png
 from genaudit.singleimage.copies import DEFAULT_COPY_THRESHOLD, LEVEL, find_copies
 
 
@@ -146,3 +151,28 @@ def test_grey_images_scales_skipped_and_budget():
         find_copies(image[:, :5, :5], image)
     with pytest.raises(InvalidArgument, match="scales"):
         find_copies(image, image, scales=(2.0,))
+
+
+def _red_pixels(png: bytes) -> int:
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    return int(((pixels[..., 0] > 200) & (pixels[..., 1] < 60) & (pixels[..., 2] < 60)).sum())
+
+
+def test_copy_maps_png_has_one_row_per_sample_and_outlines_regions():
+    image = _texture(48, 48, seed=9)
+    grey = _texture(48, 48, seed=10, channels=1)
+    reports = [find_copies(image[:, 4:, 2:].clone(), image), find_copies(grey, _texture(48, 48, seed=11, channels=1))]
+    samples = [to_uint8(image[None, :, 4:, 2:])[0], to_uint8(grey[None])[0]]
+    maps = [r.scales[0].nn_distance for r in reports]
+    bboxes = [None if r.largest_region is None else r.largest_region.bbox for r in reports]
+    assert bboxes[0] == (0, 0, 44, 46) and bboxes[1] is None
+    png = copy_maps_png(samples, maps, bboxes, ["copied crop $1", "unrelated grey"], dpi=50)
+    decoded = Image.open(io.BytesIO(png))
+    assert decoded.format == "PNG"
+    assert decoded.size == (round(COPY_ROW_SIZE[0] * 50), round(2 * COPY_ROW_SIZE[1] * 50))
+    one = copy_maps_png(samples[:1], maps[:1], bboxes[:1], ["copied crop"], dpi=50)
+    assert Image.open(io.BytesIO(one)).size == (round(COPY_ROW_SIZE[0] * 50), round(COPY_ROW_SIZE[1] * 50))
+    unmarked = copy_maps_png(samples[:1], maps[:1], [None], ["copied crop"], dpi=50)
+    assert _red_pixels(one) > 40 and _red_pixels(unmarked) == 0  # the outline is drawn only where a region is
+    with pytest.raises(InvalidArgument, match="one distance map"):
+        copy_maps_png(samples, maps[:1], bboxes, ["a", "b"])

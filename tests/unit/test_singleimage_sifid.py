@@ -4,6 +4,7 @@ against independent float64 references."""
 from __future__ import annotations
 
 import hashlib
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from scipy import linalg
 
 from genaudit.errors import FailedPrecondition, InvalidArgument
 from genaudit.features.networks import fid_inception_v3
+from genaudit.reports.single_image_plots import HISTOGRAM_SIZE, sifid_histogram_png
 from genaudit.settings import Settings
 from genaudit.singleimage.local_features import get_local_extractor
 from genaudit.singleimage.local_spaces import DEFAULT_LOCAL_SPACE, LOCAL_SPACES, get_local_space
@@ -228,3 +230,14 @@ def test_sifid_scores_of_a_list_of_sizes_equal_each_sample_scored_alone(lite, ph
                                sifid_scores(lite, photo, list(batch.split(1)), batch_size=1), rtol=1e-5)
     with pytest.raises(InvalidArgument, match="no samples"):
         sifid_scores(lite, photo, [])
+
+
+def test_sifid_histogram_png_decodes_at_its_size_with_and_without_reference():
+    scores = np.random.default_rng(3).gamma(2.0, 0.05, 40).tolist()
+    for reference in (None, 0.01):
+        png = sifid_histogram_png(scores, reference=reference, dpi=40)
+        decoded = Image.open(io.BytesIO(png))
+        assert decoded.format == "PNG"
+        assert decoded.size == (round(HISTOGRAM_SIZE[0] * 40), round(HISTOGRAM_SIZE[1] * 40))
+    with pytest.raises(InvalidArgument):
+        sifid_histogram_png([])
