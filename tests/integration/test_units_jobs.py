@@ -20,7 +20,7 @@ from PIL import Image
 from genaudit.errors import InvalidArgument, NotFound
 from genaudit.generators import load_shipped, sample_images
 from genaudit.generators.shipped import WEIGHTS_DIR
-from genaudit.jobs import MemoryRecordStore, keys
+from genaudit.jobs import keys
 from genaudit.jobs.models import Job, JobState, JobType
 from genaudit.jobs.specs import validate_spec
 from genaudit.settings import Settings
@@ -35,6 +35,7 @@ from genaudit.units.statistics import UnitStatistics, compute_unit_statistics
 from genaudit.worker.context import JobProgress, WorkerContext
 from genaudit.worker.pipelines import pipeline_for
 from genaudit.worker.runner import execute_job
+from tests.fixtures.records import CancellingRecords
 
 pytestmark = pytest.mark.integration
 
@@ -42,26 +43,12 @@ TENANT = "lab"
 SHIPPED = "shipped:dcgan-fashion"
 
 
-class CancellingRecords(MemoryRecordStore):
-    """Requests cancellation of a job as soon as it reports progress past zero (a deterministic race)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.cancel_job_id = ""
-
-    def update_progress(self, job_id: str, progress: float, message: str = "") -> Job:
-        job = super().update_progress(job_id, progress, message)
-        if job_id == self.cancel_job_id and 0 < progress < 1:
-            self.request_cancel(TENANT, job_id)
-        return job
-
-
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory: pytest.TempPathFactory) -> WorkerContext:
     store_dir = tmp_path_factory.mktemp("units-store")
     # every progress report is written, so the cancelling store sees the first one past zero (no throttling race)
     settings = Settings(store_dir=store_dir, device="cpu", progress_interval_s=0.0)
-    return WorkerContext(settings, CancellingRecords(), LocalStore(store_dir))
+    return WorkerContext(settings, CancellingRecords(TENANT), LocalStore(store_dir))
 
 
 @pytest.fixture(scope="module")

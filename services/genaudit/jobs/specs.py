@@ -14,6 +14,7 @@ from typing import Any
 
 from genaudit.errors import InvalidArgument
 from genaudit.jobs.models import JobType
+from genaudit.singleimage.local_spaces import DEFAULT_LOCAL_SPACE  # torch-free registry of per-location spaces
 from genaudit.worker.queues import Queue
 
 _REQUIRED = object()
@@ -234,7 +235,7 @@ def correct_fields(spec: dict[str, Any]) -> str:
 
 
 def local_feature_space_name(value: str) -> str:
-    from genaudit.singleimage.local_spaces import LOCAL_SPACES  # torch-free registry
+    from genaudit.singleimage.local_spaces import LOCAL_SPACES
 
     return "" if value in LOCAL_SPACES else f"unknown local feature space {value!r}; known: {sorted(LOCAL_SPACES)}"
 
@@ -381,7 +382,7 @@ JOB_KINDS: dict[JobType, JobKind] = {
             "image": Field(str, ""),
             "n_samples": Field(int, 50, check=int_range(1, 1000)),
             "seed": Field(int, 0, check=int_range(0, 2**31 - 1)),
-            "local_feature_space": Field(str, "", check=lambda v: "" if v == "" else local_feature_space_name(v)),
+            "local_feature_space": Field(str, DEFAULT_LOCAL_SPACE, check=local_feature_space_name),
             "feature_space": Field(str, "efficientnet-lite0", check=feature_space_name),
             "patch_size": Field(int, 7, check=odd_within(3, 31)),
             "batch_size": Field(int, 16, check=int_range(1, 1024)),

@@ -198,6 +198,4 @@ def audit_single_image(
         image=image, samples=samples, reconstruction=reconstruction, sifid=np.asarray(scores[:-1]),
         reconstruction_sifid=float(scores[-1]), copies=reports[:-1], reconstruction_copies=reports[-1],
         pixel_diversity=None if pixel is None else float(pixel), feature_diversity=feature,
-        local_feature_space=local_extractor.space.name if hasattr(local_extractor.space, "name")
-        else str(local_extractor.space),
-        feature_space=global_extractor.name, patch_size=patch_size)
+        local_feature_space=local_extractor.name, feature_space=global_extractor.name, patch_size=patch_size)

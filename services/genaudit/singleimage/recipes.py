@@ -83,15 +83,10 @@ def schedule_for(arch: str, scale: str, iterations: int | None = None) -> Any:
 
 
 def _losses(fit: Any) -> dict[str, Any]:
-    """The JSON-ready loss figures of a SinGANFit / InGANFit: every float, list or dict field but the model."""
-    plain: dict[str, Any] = {}
-    for field in dataclasses.fields(fit):
-        value = getattr(fit, field.name)
-        if isinstance(value, (float, int)) and not isinstance(value, bool) and field.name != "seconds":
-            plain[field.name] = float(value)
-        elif isinstance(value, (list, tuple, dict)):
-            plain[field.name] = value
-    return plain
+    """The JSON-ready training figures of a SinGANFit (per scale) or an InGANFit."""
+    if hasattr(fit, "scales"):
+        return {"scales": [dataclasses.asdict(scale) for scale in fit.scales]}
+    return {"final": dict(fit.losses), "identity_l1": float(fit.identity_l1)}
 
 
 def train_single_image(
