@@ -14,6 +14,13 @@ block that makes the final resolution, i.e. blocks 1..min(s, 4) with s = log2(R)
 - ``pggan``: ``block{i}.act2`` (the LeakyReLU of the block's second 3x3 conv, before its pixel norm, as in
   the paper's code); block i works at 4 * 2**(i-1) px and block s+1 is the final resolution. The shipped
   64 px ``pggan-photos``: ``block1.act2 .. block4.act2`` (4, 8, 16, 32 px).
+- ``singan``: ``scales.{n}.block4.act`` (the LeakyReLU of the last hidden conv of psi_n, before the conv to
+  colours) of every scale n whose longest side is at most 32 px, never the finest scale (it makes the final
+  resolution); always the coarsest scale (a one-scale pyramid has nothing coarser). SinGAN's coarse scales
+  decide the layout (the paper's "effect of scales at test time": generation started at a coarse scale varies
+  the global structure, started at a fine one only textures); one layer per scale, as one per resolution for
+  PGGAN. The registry's default 64x64, 5 scales from 16 px (16, 23, 32, 45, 64 px): ``scales.0.block4.act ..
+  scales.2.block4.act``.
 
 Pixel norm only rescales each position by a positive factor, so "activation > 0" is the same before and after
 it; the ablation, though, acts before it, as in the paper's code (the next block's pixel norm follows).
@@ -44,9 +51,16 @@ def _early_blocks(generator: Generator) -> range:
     return range(1, last + 1)
 
 
+def _coarse_scales(generator: Generator) -> list[int]:
+    sizes = generator.scale_sizes  # a SinGANGenerator's (h, w) per scale, coarsest first
+    early = [n for n, size in enumerate(sizes[:-1]) if max(size) <= MAX_MONITORED_SIDE]
+    return early or [0]
+
+
 _RULES: dict[str, Callable[[Generator], list[str]]] = {
     "dcgan": lambda g: [f"block{i}.act" for i in _early_blocks(g)],
     "pggan": lambda g: [f"block{i}.act2" for i in _early_blocks(g)],
+    "singan": lambda g: [f"scales.{n}.block4.act" for n in _coarse_scales(g)],
 }
 
 
