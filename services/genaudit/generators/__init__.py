@@ -8,7 +8,8 @@
 - ``sampling``: ``sample_images`` (seeded samples as PIL images), ``to_uint8``.
 - ``recipes``: the training recipes of the shipped weights (``scripts/train_generator.py``).
 - ``base``: ``Generator`` (latents -> images) and ``ImageToImage`` (images -> images); architectures in
-  ``dcgan``, ``pggan``, ``autoencoder`` (pixel shuffle), ``superres`` (bilinear x4), ``diffusion`` (DDPM/DDIM).
+  ``dcgan``, ``pggan``, ``autoencoder`` (pixel shuffle), ``superres`` (bilinear x4), ``diffusion`` (DDPM/DDIM),
+  ``singan`` (SinGAN's pyramid of per-scale generators, trained by ``genaudit.singleimage.singan_training``).
 
 Importing this package does not import torch: the names that need it load on first access.
 """
