@@ -53,6 +53,22 @@ def test_nearest_neighbours_equal_a_float64_brute_force():
             assert tuple(result.offsets[y, x]) == (best[0] - y, best[1] - x)
 
 
+def test_the_pruned_search_finds_the_brute_force_nearest_neighbour_on_smooth_images():
+    # Smooth, related images: the search along the principal direction skips most of the image's patches here.
+    image = _texture(40, 44, seed=12)
+    sample = (image.flip(-1)[:, 3:37, 2:40] + 0.02 * _texture(34, 38, seed=13)).clamp(-1, 1)
+    p = 5
+    result = find_copies(sample, image, patch_size=p, scales=(1.0,), device="cpu").scales[0]
+    queries = torch.nn.functional.unfold(sample[None], p)[0].T
+    references = torch.nn.functional.unfold(image[None], p)[0].T
+    squared = torch.cdist(queries, references).square().numpy()  # float64 brute force, every pair
+    brute = np.sqrt(squared.min(axis=1) / (3 * p * p)).reshape(result.nn_distance.shape)
+    np.testing.assert_allclose(result.nn_distance, brute, rtol=1e-5, atol=1e-12)
+    found = (result.offsets[..., 0] + np.arange(34 - p + 1)[:, None]) * (44 - p + 1) + (
+        result.offsets[..., 1] + np.arange(38 - p + 1)[None, :])
+    np.testing.assert_allclose(squared[np.arange(squared.shape[0]), found.ravel()], squared.min(axis=1), rtol=1e-5)
+
+
 def test_an_exact_copy_is_a_copy_at_offset_zero():
     image = _texture(48, 56, seed=1)
     report = find_copies(image.clone(), image)
