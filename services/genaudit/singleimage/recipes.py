@@ -9,15 +9,20 @@ scale was used, and any override of the schedule's iterations.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import hashlib
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
 
 from genaudit.errors import InvalidArgument
+from genaudit.generators.loading import save_generator
 from genaudit.generators.registry import get_architecture
 from genaudit.singleimage.training_image import training_tensor
 
@@ -114,3 +119,53 @@ def train_single_image(
     seconds = time.perf_counter() - start
     return SingleImageTraining(arch, fit.generator, config, tensor, scale, dataclasses.asdict(schedule), seconds,
                                _losses(fit), str(fit.device))
+
+
+def weights_bytes(trained: SingleImageTraining) -> bytes:
+    """The trained generator as a safetensors file (``generators.save_generator``: arch and config in the
+    metadata)."""
+    with tempfile.TemporaryDirectory(prefix="genaudit-single-image-") as folder:
+        path = Path(folder) / "model.safetensors"
+        save_generator(trained.generator, path, trained.arch, trained.config)
+        return path.read_bytes()
+
+
+def reconstruction_rmse(trained: SingleImageTraining) -> float:
+    """RMS difference, in [-1, 1] units, between the image and the 8-bit reconstruction path."""
+    from genaudit.singleimage.audit import reconstruct
+
+    return float((reconstruct(trained.generator) - trained.image.cpu()).pow(2).mean().sqrt())
+
+
+def model_card(trained: SingleImageTraining, weights: bytes, *, name: str, weights_file: str, image: dict[str, Any],
+               seed: int, iterations_override: int | None, command: str) -> dict[str, Any]:
+    """The JSON card of a trained single-image generator: what it is, what it learnt, how, and how well it
+    reconstructs its image. ``image``: where the training image came from (dataset and name, or photo)."""
+    model = trained.generator
+    height, width = trained.image.shape[2:]
+    scale_note = ("full recipe (the paper's schedule)" if trained.scale == "full" else
+                  "CPU reduced scale: fewer iterations and a smaller image than the paper's; the full scale is for "
+                  "a GPU")
+    if iterations_override:
+        scale_note += f"; iterations overridden to {iterations_override}"
+    return {
+        "name": name,
+        "arch": trained.arch,
+        "description": get_architecture(trained.arch).description,
+        "config": trained.config,
+        "sha256": hashlib.sha256(weights).hexdigest(),
+        "weights_file": weights_file,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "image": {**image, "height": int(height), "width": int(width)},
+        "scale": trained.scale,
+        "scale_note": scale_note,
+        "schedule": trained.schedule,
+        "seed": seed,
+        "device": trained.device,
+        "threads": torch.get_num_threads(),
+        "training_seconds": round(trained.seconds, 1),
+        "losses": trained.losses,
+        "reconstruction_rmse": reconstruction_rmse(trained),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": command,
+    }

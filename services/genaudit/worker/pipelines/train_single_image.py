@@ -16,25 +16,20 @@ with arch and the card's sha256.
 
 from __future__ import annotations
 
-import datetime
-import hashlib
 import json
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from genaudit.generators.loading import save_generator
 from genaudit.generators.sampling import to_uint8
 from genaudit.jobs.models import Job
 from genaudit.metrics._tensors import resolve_device
 from genaudit.reports.grids import image_grid, png_bytes
 from genaudit.reports.sections import Figure, Section, Table, render_sections_report
 from genaudit.singleimage.audit import draw_samples, reconstruct
-from genaudit.singleimage.recipes import MAX_SIDE, train_single_image
+from genaudit.singleimage.recipes import MAX_SIDE, model_card, train_single_image, weights_bytes
 from genaudit.worker.context import JobProgress, WorkerContext
 from genaudit.worker.pipelines.single_image_inputs import read_training_image
 from genaudit.worker.pipelines.unit_jobs import (
@@ -70,13 +65,6 @@ class ThrottledCancelCheck:
             self._last = now
             self._progress.check_cancelled()  # raises JobCancelled
         return False
-
-
-def _weights_bytes(model: torch.nn.Module, arch: str, config: dict[str, Any]) -> bytes:
-    with tempfile.TemporaryDirectory(prefix="genaudit-single-image-") as folder:
-        path = Path(folder) / "model.safetensors"
-        save_generator(model, path, arch, config)
-        return path.read_bytes()
 
 
 def _png_of(image: torch.Tensor) -> bytes:
@@ -116,37 +104,16 @@ def run(job: Job, ctx: WorkerContext, progress: JobProgress) -> dict[str, str]:
     staged.start("write", "writing the model")
     with progress.stage("write"):
         model = trained.generator
-        weights = _weights_bytes(model, trained.arch, trained.config)
-        reconstruction = reconstruct(model).to(trained.image.device)
+        weights = weights_bytes(trained)
+        reconstruction = reconstruct(model)
         samples = draw_samples(model, PREVIEW_SAMPLES, PREVIEW_SEED)
-        image_rmse = float((reconstruction - trained.image.cpu()).pow(2).mean().sqrt())
-        height, width = trained.image.shape[2:]
-        max_side = spec["max_side"] or MAX_SIDE[spec["scale"]]
-        card = {
-            "name": f"{trained.arch}-{source.name}",
-            "arch": trained.arch,
-            "description": f"{trained.arch} trained on one image: {model.__class__.__doc__.splitlines()[0]}",
-            "config": trained.config,
-            "sha256": hashlib.sha256(weights).hexdigest(),
-            "weights_file": "model.safetensors",
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "image": {"dataset_id": source.dataset_id, "name": source.name, "sha256": source.sha256,
-                      "height": int(height), "width": int(width), "max_side": max_side},
-            "scale": trained.scale,
-            "scale_note": ("full recipe (the paper's schedule)" if trained.scale == "full" else
-                           "CPU reduced scale: fewer iterations and a smaller image than the paper's; the full scale "
-                           "is for a GPU") + (f"; iterations overridden to {spec['iterations']}"
-                                              if spec["iterations"] else ""),
-            "schedule": trained.schedule,
-            "seed": spec["seed"],
-            "device": trained.device,
-            "threads": torch.get_num_threads(),
-            "training_seconds": round(trained.seconds, 1),
-            "losses": trained.losses,
-            "reconstruction_rmse": image_rmse,
-            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "command": f"genaudit jobs submit train_single_image --spec '{json.dumps(spec, sort_keys=True)}'",
-        }
+        height = trained.image.shape[2]
+        image = {"dataset_id": source.dataset_id, "name": source.name, "sha256": source.sha256,
+                 "max_side": spec["max_side"] or MAX_SIDE[spec["scale"]]}
+        command = f"genaudit jobs submit train_single_image --spec '{json.dumps(spec, sort_keys=True)}'"
+        card = model_card(trained, weights, name=f"{trained.arch}-{source.name}", weights_file="model.safetensors",
+                          image=image, seed=spec["seed"], iterations_override=spec["iterations"] or None,
+                          command=command)
         figures = {
             "training_image": _png_of(trained.image),
             "reconstruction": png_bytes(np.concatenate([to_uint8(trained.image.cpu())[0],
