@@ -120,6 +120,7 @@ def test_lite0_stage2_equals_the_package_network_padded_for_that_size(lite, phot
 def test_grey_images_are_read_as_three_equal_channels(lite, photo):
     grey = photo.mean(dim=1, keepdim=True)
     torch.testing.assert_close(lite(grey), lite(grey.repeat(1, 3, 1, 1)), rtol=0, atol=0)
+    assert get_local_extractor(DEFAULT_LOCAL_SPACE, "cpu") is lite  # built once per process
 
 
 def test_inputs_outside_minus_one_one_or_too_small_are_refused(lite, photo):
