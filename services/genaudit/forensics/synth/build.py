@@ -1,19 +1,27 @@
 """``build_forensynth``: a ForenSynth-style labelled set of real and CNN-generated 64 px images, made here.
 
 Layout (CNNDetection's): ``<out>/<split>/<family>/0_real/NNNNN.png`` and ``.../1_fake/NNNNN.png`` for split in
-train, val, test; ``<out>/generators/<family>.safetensors`` + ``.json`` card + ``-samples.png``;
-``<out>/manifest.json``. For each family, in order:
+train, val, test; ``<out>/generators/<family>.safetensors`` + ``.json`` card + ``-samples.png`` (a single-image
+family: ``<family>-NN.safetensors`` + ``.json`` per model, one ``-samples.png``); ``<out>/manifest.json``. For
+each family, in order:
 
 1. crops: a ``CropDrawer`` per family; the generator trains on ``training_crops`` crops of the photos'
-   generator region; train and val reals (and image-to-image fake sources) are further crops of that region,
-   test ones crops of the held-out region (``crops``); all distinct, each set with a seed of its own;
-2. training (``training``), on the GPU when there is one; the files of the generator (``cards``);
-3. fakes (``fakes``): samples for seeded latents, or the generator's outputs for the fake sources;
+   generator region (a single-image family: one model per crop, each on its crop alone); train and val reals
+   (and image-to-image fake sources) are further crops of that region, test ones crops of the held-out region
+   (``crops``); all distinct, each set with a seed of its own;
+2. training (``training``), on the GPU when there is one; the files of the generator(s) (``cards``);
+3. fakes (``fakes``): samples for seeded latents, or the generator's outputs for the fake sources; a
+   single-image family's fake i comes from model i mod K, each model's share from its own seed (``model_seeds``);
 4. every image through ``pngs.write_png``; then the family's manifest entry (per-folder file-list digests).
 
+Manifest entry of a family: ``generator`` (weights, card, samples, sha256, ...) for the one-model families; a
+single-image family has ``generators`` instead, one such record per model (with its seeds and training crop's
+digest), and ``samples``, its one grid.
+
 Resumable: the manifest is rewritten after each family; a family whose entry has the same recipe, scale,
-seed and counts, and whose files still match their digests, is skipped; any other family's outputs are
-removed and rebuilt. An output folder holds one build (scale, seed, counts): another one is refused.
+seed and counts, and whose files (every model's weights by digest, cards and grid present, every image folder
+by digest) still match, is skipped; any other family's outputs are removed and rebuilt. An output folder holds
+one build (scale, seed, counts): another one is refused.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -36,12 +45,12 @@ import torch
 from genaudit.data.offline_photos import load_photos
 from genaudit.errors import FailedPrecondition, InvalidArgument
 from genaudit.features.weights import sha256_file
-from genaudit.forensics.synth.cards import save_trained
+from genaudit.forensics.synth.cards import save_single_image_models, save_trained
 from genaudit.forensics.synth.crops import HELD_OUT_FRACTION, SIDE, CropDrawer, PhotoRegions, derive_seed, split_photos
-from genaudit.forensics.synth.fakes import generate
+from genaudit.forensics.synth.fakes import generate, generate_round_robin
 from genaudit.forensics.synth.pngs import folder_digest, write_folder
 from genaudit.forensics.synth.recipes import RECIPES, SCALES, FamilyRecipe, get_recipe
-from genaudit.forensics.synth.training import train_generator
+from genaudit.forensics.synth.training import train_generator, train_single_image_models
 from genaudit.generators.registry import get_architecture
 
 FORMAT = "genaudit-forensynth/1"
@@ -68,7 +77,7 @@ def build_forensynth(
     """Builds (or completes) the set in ``out_dir`` and returns ``out_dir``.
 
     ``scale``: "cpu" (default), "full" (for a GPU) or "tiny" (tests). ``families``: names from ``RECIPES``
-    (default all five). ``counts``: split -> (reals, fakes) per family, or one int for both (default
+    (default all six). ``counts``: split -> (reals, fakes) per family, or one int for both (default
     ``DEFAULT_COUNTS[scale]``; splits left out keep their default). ``seed``: the build's seed, from which every
     crop set, latent set and training run derives its own (``derive_seed``).
     """
@@ -151,6 +160,13 @@ def family_seeds(seed: int, family: str) -> dict[str, int]:
     return {role: derive_seed(seed, family, role) for role in roles}
 
 
+def model_seeds(seeds: Mapping[str, int], family: str, index: int) -> dict[str, int]:
+    """The training and per-split fake seeds of model ``index`` of a single-image family, each derived from the
+    family's seed of that role (``family_seeds``): derive_seed(seeds[role], family, "model-<index>")."""
+    roles = ["training"] + [f"{split}-fake" for split in SPLITS]
+    return {role: derive_seed(seeds[role], family, f"model-{index}") for role in roles}
+
+
 def _build_family(
     out: Path, recipe: FamilyRecipe, scale: str, per_split: dict[str, tuple[int, int]], seed: int,
     regions: PhotoRegions, log: Callable[[str], None],
@@ -162,12 +178,28 @@ def _build_family(
     takes_images = get_architecture(recipe.arch).input_kind == "image"
     drawer = CropDrawer(regions)
     n_train = recipe.training_crops[scale]
-    log(f"{family}: drawing {n_train} training crops; training {recipe.arch} at the {scale} scale "
-        f"({recipe.scale(scale).iterations} iterations)")
     training_crops = drawer.draw("generator", n_train, seeds["training-crops"])
-    trained = train_generator(recipe, scale, training_crops, seed=seeds["training"], log=log)
-    del training_crops
-    durations = {"training_s": round(trained.seconds, 1), "generation_s": 0.0, "writing_s": 0.0}
+    if recipe.single_image:
+        log(f"{family}: drawing {n_train} training crops; training {n_train} {recipe.arch} models, one per crop, at "
+            f"the {scale} scale ({recipe.scale(scale).iterations} iterations per pyramid scale)")
+        members = [model_seeds(seeds, family, k) for k in range(n_train)]
+        fits = train_single_image_models(recipe, scale, training_crops, seeds=[m["training"] for m in members],
+                                         log=log)
+        training_s = sum(fit.seconds for fit in fits)
+
+        def make_fakes(split: str, count: int, sources: np.ndarray | None) -> np.ndarray:
+            return generate_round_robin([fit.generator for fit in fits], count,
+                                        seeds=[m[f"{split}-fake"] for m in members])
+    else:
+        log(f"{family}: drawing {n_train} training crops; training {recipe.arch} at the {scale} scale "
+            f"({recipe.scale(scale).iterations} iterations)")
+        trained = train_generator(recipe, scale, training_crops, seed=seeds["training"], log=log)
+        training_s = trained.seconds
+        del training_crops
+
+        def make_fakes(split: str, count: int, sources: np.ndarray | None) -> np.ndarray:
+            return generate(trained.model, count, seed=seeds[f"{split}-fake"], sources=sources)
+    durations = {"training_s": round(training_s, 1), "generation_s": 0.0, "writing_s": 0.0}
 
     files, grid_pairs = {}, None
     for split in SPLITS:
@@ -176,7 +208,7 @@ def _build_family(
         reals = drawer.draw(region, n_real, seeds[f"{split}-real"])
         sources = drawer.draw(region, n_fake, seeds[f"{split}-fake"]) if takes_images else None
         t0 = time.perf_counter()
-        fakes = generate(trained.model, n_fake, seed=seeds[f"{split}-fake"], sources=sources)
+        fakes = make_fakes(split, n_fake, sources)
         t1 = time.perf_counter()
         for label, images in zip(LABELS, (reals, fakes), strict=True):
             folder = out / split / family / label
@@ -188,10 +220,28 @@ def _build_family(
             grid_pairs = (sources, fakes)
         log(f"{family}: {split} written ({n_real} real, {n_fake} fake) in {time.perf_counter() - t0:.0f} s")
 
-    data = (f"{n_train} distinct {SIDE} px crops (seeded) of the generator region (left "
-            f"{1 - HELD_OUT_FRACTION:.0%}) of the offline photos; random horizontal flips")
-    card = save_trained(out / "generators", recipe, scale, trained, seed=seeds["training"], data=data,
-                        pairs=grid_pairs)
+    region_text = f"the generator region (left {1 - HELD_OUT_FRACTION:.0%}) of the offline photos"
+    if recipe.single_image:
+        data = [f"one {SIDE} px crop of {region_text}: crop {k + 1} of {n_train} distinct crops drawn with the "
+                f"family's training-crops seed; no flips" for k in range(n_train)]
+        cards = save_single_image_models(out / "generators", recipe, scale, fits, training_crops,
+                                         seeds=[m["training"] for m in members], data=data)
+        generator_entry = {
+            "generators": [
+                {**_generator_record(card), "sha256": card["sha256"], "parameters": card["parameters"], "seeds": m,
+                 "training_crop_sha256": card["training_crop_sha256"], "final_losses": card["final_losses"]}
+                for card, m in zip(cards, members, strict=True)],
+            "samples": f"generators/{cards[0]['samples_file']}",
+        }
+        card = cards[0]
+    else:
+        data = (f"{n_train} distinct {SIDE} px crops (seeded) of {region_text}; random horizontal flips")
+        card = save_trained(out / "generators", recipe, scale, trained, seed=seeds["training"], data=data,
+                            pairs=grid_pairs)
+        generator_entry = {"generator": {**_generator_record(card),
+                                         "samples": f"generators/{card['samples_file']}",
+                                         "sha256": card["sha256"], "parameters": card["parameters"],
+                                         "final_losses_last_100": card["final_losses_last_100"]}}
     durations = {key: round(value, 1) for key, value in durations.items()}
     durations["total_s"] = round(time.perf_counter() - start, 1)
     # CPU seconds of this process (all threads): on a shared machine, what the family costs without contention.
@@ -212,12 +262,14 @@ def _build_family(
         "threads": card["threads"],
         "versions": _versions(),
         "durations": durations,
-        "generator": {"weights": f"generators/{card['weights_file']}", "card": f"generators/{family}.json",
-                      "samples": f"generators/{card['samples_file']}", "sha256": card["sha256"],
-                      "parameters": card["parameters"], "final_losses_last_100": card["final_losses_last_100"]},
+        **generator_entry,
         "files": files,
         "complete": True,
     }
+
+
+def _generator_record(card: Mapping[str, Any]) -> dict[str, Any]:
+    return {"weights": f"generators/{card['weights_file']}", "card": f"generators/{card['name']}.json"}
 
 
 def _complete(out: Path, recipe: FamilyRecipe, entry: Mapping[str, Any], settings: Mapping[str, Any]) -> bool:
@@ -225,10 +277,17 @@ def _complete(out: Path, recipe: FamilyRecipe, entry: Mapping[str, Any], setting
         return False
     if entry.get("counts") != settings["counts"]:
         return False
-    weights = out / entry["generator"]["weights"]
-    if not weights.is_file() or sha256_file(weights) != entry["generator"]["sha256"]:
-        return False
-    if not all((out / entry["generator"][key]).is_file() for key in ("card", "samples")):
+    if recipe.single_image:
+        models, samples = entry.get("generators"), entry.get("samples")
+        if not isinstance(models, list) or len(models) != recipe.training_crops[settings["scale"]]:
+            return False
+    else:
+        models, samples = [entry["generator"]], entry["generator"]["samples"]
+    for model in models:
+        weights = out / model["weights"]
+        if not weights.is_file() or sha256_file(weights) != model["sha256"] or not (out / model["card"]).is_file():
+            return False
+    if not (out / samples).is_file():
         return False
     expected = {f"{split}/{recipe.family}/{label}" for split in SPLITS for label in LABELS}
     return set(entry["files"]) == expected and all(folder_digest(out / folder) == digest
@@ -240,6 +299,11 @@ def _remove_outputs(out: Path, family: str) -> None:
         shutil.rmtree(out / split / family, ignore_errors=True)
     for name in (f"{family}.safetensors", f"{family}.json", f"{family}-samples.png"):
         (out / "generators" / name).unlink(missing_ok=True)
+    # A single-image family's models (``cards.model_name``), however many an earlier build made.
+    model_file = re.compile(re.escape(family) + r"-\d{2,}\.(safetensors|json)")
+    for path in (out / "generators").glob(f"{family}-*"):
+        if model_file.fullmatch(path.name):
+            path.unlink()
 
 
 def _load_manifest(out: Path) -> dict[str, Any] | None:

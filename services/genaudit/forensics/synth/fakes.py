@@ -3,10 +3,13 @@
 Latent generators (GANs, the DDIM-sampled diffusion model) draw ``count`` samples for latents seeded by
 ``seed`` (``genaudit.generators.sampling.sample_images``). Image-to-image generators (autoencoder,
 super-resolution) map real source crops: fake_i = model(model.prepare(source_i)), where ``prepare`` is the
-identity for the autoencoder and the x4 bilinear downscale for super-resolution.
+identity for the autoencoder and the x4 bilinear downscale for super-resolution. A family of several latent
+models (one SinGAN per training crop) draws round-robin over them (``generate_round_robin``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -33,3 +36,21 @@ def generate(
     if sources is not None:
         raise InvalidArgument("a latent generator takes no source images")
     return np.stack([np.asarray(im) for im in sample_images(model, count, seed, batch_size)])
+
+
+def generate_round_robin(models: Sequence[Generator], count: int, *, seeds: Sequence[int],
+                         batch_size: int = 64) -> np.ndarray:
+    """``count`` (>= 1) samples, uint8 (count, H, W, C), fake i drawn by models[i mod K]: for each k, fakes[k::K]
+    is ``generate(models[k], len(range(k, count, K)), seed=seeds[k])``, so every model's share can be drawn
+    again from its own seed. A model gets no fake when count <= k."""
+    if not models or len(seeds) != len(models):
+        raise InvalidArgument(f"round-robin sampling needs one seed per model, got {len(models)} models and "
+                              f"{len(seeds)} seeds")
+    if count < 1:
+        raise InvalidArgument(f"count must be at least 1, got {count}")
+    shares = [generate(model, len(range(k, count, len(models))), seed=seed, batch_size=batch_size)
+              for k, (model, seed) in enumerate(zip(models, seeds, strict=True)) if k < count]
+    fakes = np.empty((count, *shares[0].shape[1:]), dtype=np.uint8)
+    for k, share in enumerate(shares):
+        fakes[k::len(models)] = share
+    return fakes

@@ -6,12 +6,15 @@ Adam (batches drawn with replacement, random left-right flips, ``random_batch``)
 - autoencoder: mean squared error between ``model(x)`` and x;
 - superres: L1 between ``model(model.prepare(x))`` (the x4 downscaled input, super-resolved) and x;
 - diffusion: the DDPM simple loss (``DDPMGenerator.training_loss``).
+
+A single-image family (SinGAN) trains one model per crop, each on that crop alone, with
+``genaudit.singleimage.singan_training.train_singan`` (``train_single_image_models``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +26,7 @@ from genaudit.forensics.synth.crops import to_model_range
 from genaudit.forensics.synth.recipes import FamilyRecipe
 from genaudit.generators.recipes import fit_gan, random_batch
 from genaudit.generators.registry import build_generator
+from genaudit.singleimage.singan_training import SinGANFit, train_singan
 
 
 @dataclass
@@ -78,3 +82,22 @@ def train_generator(
     seconds = time.perf_counter() - start
     return TrainedGenerator(model.eval(), config, seconds, {"loss": round(float(np.mean(history[-100:])), 5)},
                             device)
+
+
+def train_single_image_models(
+    recipe: FamilyRecipe, scale_name: str, crops: np.ndarray, *, seeds: Sequence[int],
+    log: Callable[[str], None] = print,
+) -> list[SinGANFit]:
+    """One SinGAN per uint8 crop (N, 64, 64, 3), model k trained on crops[k] alone with seed seeds[k], at the
+    recipe's schedule for ``scale_name`` (``FamilyRecipe.singan_schedule``); on the GPU when there is one."""
+    if len(seeds) != len(crops):
+        raise ValueError(f"{len(crops)} crops need as many seeds, got {len(seeds)}")
+    schedule = recipe.singan_schedule(scale_name)
+    config = {**recipe.config, "base_width": recipe.scale(scale_name).base_width}
+    fits = []
+    for k, (crop, seed) in enumerate(zip(crops, seeds, strict=True)):
+        fit = train_singan(to_model_range(crop[None]), config, schedule, seed=seed,
+                           log=lambda line, k=k: log(f"{recipe.family} model {k + 1}/{len(crops)}: {line}"))
+        log(f"{recipe.family} model {k + 1}/{len(crops)} trained in {fit.seconds:.0f} s")
+        fits.append(fit)
+    return fits
