@@ -193,7 +193,11 @@ def _structured_image() -> torch.Tensor:
 
 
 TRAIN_CONFIG = {**SMALL, "out_channels": 3}
-SHORT = SinGANSchedule(iterations_per_scale=80, norm_statistics_samples=16)
+# The paper's recipe with alpha = 100 instead of 10: at alpha = 10 the reconstruction of this image plateaus near
+# 0.06 RMSE for the first ~100 iterations per scale (measured: 0.062 after 80), too close to the bound below for a
+# test this short; alpha = 100 reaches 0.03 after 50 iterations per scale and the samples stay diverse. The paper's
+# alpha on a 64 px photo: see CPU_SCHEDULE in genaudit.singleimage.singan_training.
+SHORT = SinGANSchedule(iterations_per_scale=50, reconstruction_weight=100.0, norm_statistics_samples=16)
 
 
 @pytest.fixture(scope="module")
@@ -212,18 +216,18 @@ def test_trained_reconstruction_reproduces_the_image_and_samples_vary(fit) -> No
     fit, progress_calls = fit
     g, real = fit.generator, _structured_image()
     assert not g.training and fit.device == torch.device("cpu") and fit.schedule is SHORT
-    assert progress_calls == [(i, 240) for i in range(1, 241)]
+    assert progress_calls == [(i, 150) for i in range(1, 151)]
     with torch.no_grad():
         rec = g(g.reconstruction_latent())
         samples = g(g.sample_latents(6, torch.Generator().manual_seed(11)))
     rec_rmse = _rmse(rec, real)
     assert math.isclose(rec_rmse, fit.scales[-1].reconstruction_rmse, rel_tol=1e-4)
-    # Bound: the finest scale must add detail that the coarser ones cannot hold, i.e. beat (with a margin) the
-    # image's own previous pyramid level upsampled back: what a perfect reconstruction at scale 1 would give if
-    # the finest scale were an identity (and a fortiori the coarsest level upsampled).
+    # Bound: the finest scale must add detail that the coarser ones cannot hold, i.e. clearly beat the image's own
+    # previous pyramid level upsampled back (0.089 here): what a perfect reconstruction at scale 1 would give if
+    # the finest scale were an identity (and a fortiori the coarsest level upsampled, 0.112).
     levels = real_pyramid(real, g.scale_sizes)
     upsampled = [_rmse(torch.nn.functional.interpolate(lv, size=(24, 32), mode="bilinear"), real) for lv in levels[:2]]
-    assert rec_rmse < 0.75 * upsampled[1] < 0.75 * upsampled[0]
+    assert rec_rmse < 0.6 * upsampled[1] < 0.6 * upsampled[0]
     sample_rmse = [_rmse(s, real[0]) for s in samples]
     assert rec_rmse < 0.5 * min(sample_rmse)
     pairs = [_rmse(samples[i], samples[j]) for i in range(6) for j in range(i + 1, 6)]
