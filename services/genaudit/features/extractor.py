@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from genaudit.errors import FailedPrecondition, InvalidArgument
+from genaudit.devices import resolve_device
+from genaudit.errors import InvalidArgument
 from genaudit.features.networks import build_feature_network
 from genaudit.features.preprocessing import preprocess_image
 from genaudit.features.spaces import DEFAULT_SPACE, FeatureSpace, get_space
@@ -70,18 +71,6 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise InvalidArgument(f"invalid device {device!r}: use auto, cpu, cuda or cuda:N") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise FailedPrecondition(f"device {device!r} requested but CUDA is not available on this machine")
-    return resolved
-
-
 def get_extractor(
     space: str = DEFAULT_SPACE,
     device: str = "auto",
@@ -103,7 +92,7 @@ def get_extractor(
     extractors are never inherited (rebuilt in the child).
     """
     feature_space = get_space(space)
-    resolved_device = _resolve_device(device)
+    resolved_device = resolve_device(device)
     settings = settings or Settings.from_env()
     expected = normalize_expected_sha256(expected_sha256) if expected_sha256 else None
     key = (feature_space.name, str(resolved_device), weights, expected, settings)

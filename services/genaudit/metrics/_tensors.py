@@ -1,4 +1,5 @@
-"""Input handling shared by the set metrics: device/dtype resolution and feature-matrix validation.
+"""Input handling shared by the set metrics: dtype resolution and feature-matrix validation (devices:
+``genaudit.devices``).
 
 Every metric accepts ``np.ndarray`` or ``torch.Tensor`` features of shape (n_samples, n_dims). On CPU the
 input is wrapped without a copy (``torch.as_tensor``) and converted to the compute dtype one block at a
@@ -16,22 +17,11 @@ import torch
 from genaudit.errors import InvalidArgument
 
 ArrayLike = np.ndarray | torch.Tensor
-DeviceLike = str | torch.device
 DTypeLike = str | torch.dtype | np.dtype | type
 
 DEFAULT_BLOCK_SIZE = 1024
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def resolve_device(device: DeviceLike = "auto") -> torch.device:
-    """'auto' -> cuda when available, else cpu; anything else as torch understands it."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type not in ("cpu", "cuda"):
-        raise InvalidArgument(f"device must be cpu, cuda or auto, got {device!r}")
-    return resolved
 
 
 def resolve_dtype(dtype: DTypeLike) -> torch.dtype:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from genaudit.metrics._tensors import DEFAULT_BLOCK_SIZE, ArrayLike, DeviceLike, DTypeLike
+from genaudit.devices import DeviceLike
+from genaudit.metrics._tensors import DEFAULT_BLOCK_SIZE, ArrayLike, DTypeLike
 from genaudit.metrics.distances import knn_radii
 from genaudit.metrics.rarity import RarityResult, rarity
 

@@ -30,16 +30,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from genaudit.devices import DeviceLike, resolve_device
 from genaudit.metrics._tensors import (
     DEFAULT_BLOCK_SIZE,
     ArrayLike,
-    DeviceLike,
     DTypeLike,
     as_features,
     check_block_size,
     check_k,
     check_radii,
-    resolve_device,
     resolve_dtype,
 )
 

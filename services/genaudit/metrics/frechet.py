@@ -19,8 +19,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from genaudit.devices import DeviceLike, resolve_device
 from genaudit.errors import InvalidArgument
-from genaudit.metrics._tensors import DEFAULT_BLOCK_SIZE, ArrayLike, DeviceLike, as_features, resolve_device
+from genaudit.metrics._tensors import DEFAULT_BLOCK_SIZE, ArrayLike, as_features
 
 # A negative eigenvalue larger than this share of the largest one is not rounding noise.
 _NEGATIVE_EIGEN_TOLERANCE = 1e-6

@@ -17,15 +17,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from genaudit.devices import DeviceLike, resolve_device
 from genaudit.errors import InvalidArgument
 from genaudit.metrics._tensors import (
     DEFAULT_BLOCK_SIZE,
     ArrayLike,
-    DeviceLike,
     DTypeLike,
     as_features,
     check_same_dims,
-    resolve_device,
     resolve_dtype,
 )
 

@@ -23,14 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
-from genaudit.metrics._tensors import (
-    DEFAULT_BLOCK_SIZE,
-    ArrayLike,
-    DeviceLike,
-    DTypeLike,
-    check_k,
-    check_same_dims,
-)
+from genaudit.devices import DeviceLike
+from genaudit.metrics._tensors import DEFAULT_BLOCK_SIZE, ArrayLike, DTypeLike, check_k, check_same_dims
 from genaudit.metrics.distances import (
     BlockedGeometry,
     FeatureRows,

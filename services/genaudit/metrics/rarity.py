@@ -20,15 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from genaudit.devices import DeviceLike
 from genaudit.errors import InvalidArgument
-from genaudit.metrics._tensors import (
-    DEFAULT_BLOCK_SIZE,
-    ArrayLike,
-    DeviceLike,
-    DTypeLike,
-    check_k,
-    check_same_dims,
-)
+from genaudit.metrics._tensors import DEFAULT_BLOCK_SIZE, ArrayLike, DTypeLike, check_k, check_same_dims
 from genaudit.metrics.distances import (
     BlockedGeometry,
     FeatureRows,

@@ -17,14 +17,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from genaudit.metrics._tensors import (
-    DEFAULT_BLOCK_SIZE,
-    ArrayLike,
-    DeviceLike,
-    DTypeLike,
-    check_k,
-    check_same_dims,
-)
+from genaudit.devices import DeviceLike
+from genaudit.metrics._tensors import DEFAULT_BLOCK_SIZE, ArrayLike, DTypeLike, check_k, check_same_dims
 from genaudit.metrics.distances import (
     BlockedGeometry,
     FeatureRows,

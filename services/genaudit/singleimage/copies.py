@@ -53,8 +53,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from genaudit.devices import DeviceLike, resolve_device
 from genaudit.errors import InvalidArgument
-from genaudit.metrics._tensors import DeviceLike, resolve_device
 
 LEVEL = 2.0 / 255.0  # one 8-bit level in [-1, 1] units
 DEFAULT_COPY_THRESHOLD = 3 * LEVEL

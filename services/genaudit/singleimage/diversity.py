@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import torch
 
+from genaudit.devices import DeviceLike
 from genaudit.errors import InvalidArgument
-from genaudit.metrics._tensors import DEFAULT_BLOCK_SIZE, ArrayLike, DeviceLike, DTypeLike
+from genaudit.metrics._tensors import DEFAULT_BLOCK_SIZE, ArrayLike, DTypeLike
 from genaudit.metrics.distances import BlockedGeometry, FeatureRows, distance_tiles, reference_center
 
 

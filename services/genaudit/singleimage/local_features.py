@@ -9,8 +9,8 @@ import threading
 import torch
 from torch import nn
 
+from genaudit.devices import resolve_device
 from genaudit.errors import FailedPrecondition, InvalidArgument
-from genaudit.features.extractor import _resolve_device
 from genaudit.features.networks import build_feature_network
 from genaudit.features.weights import load_state_dict, normalize_expected_sha256, resolve_weights
 from genaudit.settings import Settings
@@ -98,7 +98,7 @@ def get_local_extractor(
     ``genaudit.features.get_extractor`` apply.
     """
     local_space = get_local_space(space)
-    resolved_device = _resolve_device(device)
+    resolved_device = resolve_device(device)
     settings = settings or Settings.from_env()
     expected = normalize_expected_sha256(expected_sha256) if expected_sha256 else None
     key = (local_space.name, str(resolved_device), weights, expected, settings)

@@ -25,10 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from genaudit.devices import DeviceLike
 from genaudit.errors import InvalidArgument
 from genaudit.generators.base import Generator
 from genaudit.metrics import realism
-from genaudit.metrics._tensors import DEFAULT_BLOCK_SIZE, ArrayLike, DeviceLike, DTypeLike
+from genaudit.metrics._tensors import DEFAULT_BLOCK_SIZE, ArrayLike, DTypeLike
 from genaudit.units.batches import CancelCheck, Progress
 from genaudit.units.rare import RareNeurons, artifact_scores
 

@@ -50,8 +50,8 @@ _MESSAGE_HEADROOM_BYTES = 1024 * 1024  # a ScoreBatch of one maximal image is a 
 def load_detector(model: str, device: str = "auto") -> DetectorModel:
     """The detector named by ``model`` ("default": the shipped one; else the path of its card) on
     ``device`` (auto, cpu, cuda, cuda:N). FailedPrecondition when it cannot be loaded."""
+    from genaudit.devices import resolve_device
     from genaudit.forensics.detector import Detector  # torch
-    from genaudit.metrics._tensors import resolve_device
 
     resolved = resolve_device(device)
     if model == "default":

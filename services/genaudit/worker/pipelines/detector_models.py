@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from genaudit.devices import resolve_device
 from genaudit.errors import InvalidArgument, NotFound
 from genaudit.forensics.detector import Detector
 from genaudit.forensics.detectors.io import check_card
 from genaudit.jobs import keys
 from genaudit.jobs.specs import DEFAULT_MODEL
-from genaudit.metrics._tensors import resolve_device
 from genaudit.worker.context import WorkerContext
 
 

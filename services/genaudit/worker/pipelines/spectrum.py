@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from genaudit.devices import resolve_device
 from genaudit.errors import InvalidArgument
 from genaudit.features import dataset_content_hash
 from genaudit.forensics import (
@@ -50,7 +51,6 @@ from genaudit.forensics import (
 from genaudit.forensics.spectra import radial_bins
 from genaudit.jobs import keys
 from genaudit.jobs.models import Job
-from genaudit.metrics._tensors import resolve_device
 from genaudit.reports.sections import Figure, Section, Table, render_sections_report
 from genaudit.reports.spectra_plots import profiles_png, spectra_grid_png
 from genaudit.storage.base import ObjectInfo

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from scipy.special import expit
 
+from genaudit.devices import resolve_device
 from genaudit.errors import InvalidArgument
 from genaudit.features import dataset_content_hash
 from genaudit.forensics.calibration import MIN_TEMPERATURE, fit_temperature, threshold_at_fpr
@@ -50,7 +51,6 @@ from genaudit.forensics.evaluation import detection_metrics
 from genaudit.forensics.training import TrainConfig, TrainResult, train_detector
 from genaudit.jobs import keys
 from genaudit.jobs.models import Job
-from genaudit.metrics._tensors import resolve_device
 from genaudit.reports.sections import Section, Table, render_sections_report
 from genaudit.storage.base import ObjectInfo
 from genaudit.worker.context import JobProgress, WorkerContext

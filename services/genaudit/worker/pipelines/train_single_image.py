@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from genaudit.devices import resolve_device
 from genaudit.generators.sampling import to_uint8
 from genaudit.jobs.models import Job
-from genaudit.metrics._tensors import resolve_device
 from genaudit.reports.grids import image_grid, png_bytes
 from genaudit.reports.sections import Figure, Section, Table, render_sections_report
 from genaudit.singleimage.audit import draw_samples, reconstruct

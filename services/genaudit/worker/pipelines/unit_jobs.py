@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from genaudit.devices import resolve_device
 from genaudit.errors import InvalidArgument, NotFound
 from genaudit.generators.base import Generator
 from genaudit.generators.loading import DEFAULT_MAX_WEIGHTS_BYTES, load_generator
@@ -30,7 +31,6 @@ from genaudit.generators.shipped import load_shipped, shipped_generators
 from genaudit.jobs import keys
 from genaudit.jobs.models import Job
 from genaudit.jobs.specs import SHIPPED_PREFIX, is_generator_key_of
-from genaudit.metrics._tensors import resolve_device
 from genaudit.units.batches import Progress
 from genaudit.units.hooks import resolve_layers
 from genaudit.units.monitored import default_monitored_layers
