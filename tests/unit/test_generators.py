@@ -271,7 +271,7 @@ def _fashion_statistics(images: torch.Tensor) -> tuple[float, float, float]:
 
 def test_shipped_cards_match_their_files() -> None:
     cards = shipped_generators()
-    assert set(cards) == {"dcgan-fashion", "pggan-photos"}
+    assert set(cards) == {"dcgan-fashion", "pggan-photos", "singan-chelsea"}
     for card in cards.values():
         path = Path(__file__).parents[2] / "services/genaudit/generators/weights" / card["weights_file"]
         assert hashlib.sha256(path.read_bytes()).hexdigest() == card["sha256"]
