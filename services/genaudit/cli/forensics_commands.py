@@ -43,7 +43,7 @@ def _split_names(value: str | None) -> list[str] | None:
 @forensics_app.command("build")
 def build(
     out: Annotated[Path, typer.Option(help="Output folder (created; an incomplete build there is resumed).")],
-    scale: Annotated[str, typer.Option(help="cpu (about 25 min on 2 cores), full (GPU) or tiny (tests).")] = "cpu",
+    scale: Annotated[str, typer.Option(help="cpu (about 30 min on 2 cores), full (GPU) or tiny (tests).")] = "cpu",
     families: Annotated[str | None, typer.Option(
         help="Comma-separated families: dcgan, pggan, ae-pixelshuffle, sr-bilinear, ddpm-tiny, singan (one SinGAN "
              "per training crop, fakes round-robin over them) (default all six).")] = None,
