@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import threading
-
 import torch
 from PIL import Image
 from torch import nn
 
 from genaudit.devices import resolve_device
 from genaudit.errors import InvalidArgument
+from genaudit.features.model_cache import ForkSafeModelCache
 from genaudit.features.networks import build_feature_network
 from genaudit.features.preprocessing import preprocess_image
 from genaudit.features.spaces import DEFAULT_SPACE, FeatureSpace, get_space
@@ -55,20 +53,7 @@ class FeatureExtractor:
             return out.float().cpu()
 
 
-_cache: dict[tuple[object, ...], FeatureExtractor] = {}
-_cache_lock = threading.Lock()
-
-
-def _after_fork_in_child() -> None:
-    # A lock held by another thread at fork time would stay locked forever in the child, and CUDA state
-    # does not survive a fork; CPU networks do (copy-on-write), so the child keeps those.
-    global _cache_lock
-    _cache_lock = threading.Lock()
-    for key in [k for k, e in _cache.items() if e.device.type != "cpu"]:
-        del _cache[key]
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+_cache: ForkSafeModelCache[FeatureExtractor] = ForkSafeModelCache()
 
 
 def get_extractor(
@@ -96,11 +81,10 @@ def get_extractor(
     settings = settings or Settings.from_env()
     expected = normalize_expected_sha256(expected_sha256) if expected_sha256 else None
     key = (feature_space.name, str(resolved_device), weights, expected, settings)
-    with _cache_lock:
-        extractor = _cache.get(key)
-        if extractor is None:
-            path, sha256 = resolve_weights(feature_space, weights, expected, settings, store)
-            network = build_feature_network(feature_space.name, load_state_dict(path))
-            extractor = FeatureExtractor(feature_space, network.to(resolved_device), resolved_device, sha256)
-            _cache[key] = extractor
-        return extractor
+
+    def build() -> FeatureExtractor:
+        path, sha256 = resolve_weights(feature_space, weights, expected, settings, store)
+        network = build_feature_network(feature_space.name, load_state_dict(path))
+        return FeatureExtractor(feature_space, network.to(resolved_device), resolved_device, sha256)
+
+    return _cache.get_or_build(key, build)

@@ -3,14 +3,12 @@ per process, space, device and weights."""
 
 from __future__ import annotations
 
-import os
-import threading
-
 import torch
 from torch import nn
 
 from genaudit.devices import resolve_device
 from genaudit.errors import FailedPrecondition, InvalidArgument
+from genaudit.features.model_cache import ForkSafeModelCache
 from genaudit.features.networks import build_feature_network
 from genaudit.features.weights import load_state_dict, normalize_expected_sha256, resolve_weights
 from genaudit.settings import Settings
@@ -64,20 +62,7 @@ class LocalFeatureExtractor:
             return out.float().cpu()
 
 
-_cache: dict[tuple[object, ...], LocalFeatureExtractor] = {}
-_cache_lock = threading.Lock()
-
-
-def _after_fork_in_child() -> None:
-    # As in genaudit.features.extractor: a lock held at fork time stays locked in the child, and CUDA state does
-    # not survive a fork (CPU networks do).
-    global _cache_lock
-    _cache_lock = threading.Lock()
-    for key in [k for k, e in _cache.items() if e.device.type != "cpu"]:
-        del _cache[key]
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+_cache: ForkSafeModelCache[LocalFeatureExtractor] = ForkSafeModelCache()
 
 
 def get_local_extractor(
@@ -102,15 +87,14 @@ def get_local_extractor(
     settings = settings or Settings.from_env()
     expected = normalize_expected_sha256(expected_sha256) if expected_sha256 else None
     key = (local_space.name, str(resolved_device), weights, expected, settings)
-    with _cache_lock:
-        extractor = _cache.get(key)
-        if extractor is None:
-            try:
-                path, sha256 = resolve_weights(local_space.base, weights, expected, settings, store)
-            except FailedPrecondition as exc:
-                raise FailedPrecondition(f"local feature space {local_space.name!r} truncates the network of "
-                                         f"{local_space.base.name!r} and uses its weights: {exc.message}") from exc
-            network = build_feature_network(local_space.name, load_state_dict(path))
-            extractor = LocalFeatureExtractor(local_space, network.to(resolved_device), resolved_device, sha256)
-            _cache[key] = extractor
-        return extractor
+
+    def build() -> LocalFeatureExtractor:
+        try:
+            path, sha256 = resolve_weights(local_space.base, weights, expected, settings, store)
+        except FailedPrecondition as exc:
+            raise FailedPrecondition(f"local feature space {local_space.name!r} truncates the network of "
+                                     f"{local_space.base.name!r} and uses its weights: {exc.message}") from exc
+        network = build_feature_network(local_space.name, load_state_dict(path))
+        return LocalFeatureExtractor(local_space, network.to(resolved_device), resolved_device, sha256)
+
+    return _cache.get_or_build(key, build)
