@@ -33,19 +33,13 @@ from genaudit.worker.context import WorkerContext
 from genaudit.worker.runner import execute_job
 from tests.fixtures.records import CancellingRecords
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_torch_thread")]
 
 TENANT = "lab"
 SIDE = 32
 ITERATIONS = {"singan": 30, "ingan": 40}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -48,15 +48,7 @@ BUILDS = ("built", "singan_built")
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory, one_thread) -> tuple[Path, list[str], float]:
+def built(tmp_path_factory, one_torch_thread) -> tuple[Path, list[str], float]:
     out = tmp_path_factory.mktemp("forensynth")
     lines: list[str] = []
     start = time.perf_counter()
@@ -65,7 +57,7 @@ def built(tmp_path_factory, one_thread) -> tuple[Path, list[str], float]:
 
 
 @pytest.fixture(scope="module")
-def singan_built(tmp_path_factory, one_thread) -> tuple[Path, list[str], float]:
+def singan_built(tmp_path_factory, one_torch_thread) -> tuple[Path, list[str], float]:
     out = tmp_path_factory.mktemp("forensynth-singan")
     lines: list[str] = []
     start = time.perf_counter()
@@ -228,7 +220,7 @@ def test_latent_families_fakes_are_the_saved_generators_samples(built) -> None:
         assert len({_read(out / s / family / "1_fake")[0].tobytes() for s in SPLITS}) == 3  # own seeds per split
 
 
-def test_image_to_image_fakes_are_made_from_the_prepared_sources(one_thread) -> None:
+def test_image_to_image_fakes_are_made_from_the_prepared_sources(one_torch_thread) -> None:
     """generate() feeds the super-resolution net Pillow's bilinear x4 downscale of each source crop (captured at
     the net's first layer) and returns its output; the autoencoder gets the crop itself."""
     crops = CropDrawer(split_photos(load_photos())).draw("held_out", 5, seed=3)
@@ -390,7 +382,7 @@ def test_singan_fakes_come_round_robin_from_every_model(singan_built) -> None:
             assert np.array_equal(grid[1 + 65 * k:65 * (k + 1), 1 + 65 * c:65 * (c + 1)], row[c])
 
 
-def test_round_robin_sampling_shares_the_fakes_out_in_turn(one_thread) -> None:
+def test_round_robin_sampling_shares_the_fakes_out_in_turn(one_torch_thread) -> None:
     torch.manual_seed(0)
     models = [build_generator("dcgan", {"base_width": 4}).eval() for _ in range(3)]
     fakes = generate_round_robin(models, 7, seeds=[5, 6, 7], batch_size=2)

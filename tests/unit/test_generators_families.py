@@ -31,14 +31,9 @@ FAMILY_CONFIGS = [
     ("ddpm-tiny", {"base_width": 4, "levels": 3, "resolution": 16, "sample_steps": 3}),
 ]
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine two threads are slower, and results stay comparable."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+
 
 
 def _perturbed(arch: str, config: dict, seed: int = 0) -> torch.nn.Module:

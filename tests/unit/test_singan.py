@@ -19,14 +19,9 @@ from genaudit.units.monitored import default_monitored_layers
 
 SMALL = {"height": 24, "width": 32, "num_scales": 3, "coarsest_side": 12, "base_width": 16, "max_width": 16}
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine two threads are slower, and results stay comparable."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+
 
 
 def _randomized(config: dict, seed: int = 0) -> SinGANGenerator:

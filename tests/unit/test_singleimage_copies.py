@@ -16,13 +16,9 @@ from genaudit.generators.sampling import to_uint8
 from genaudit.reports.single_image_plots import COPY_ROW_SIZE, copy_maps_png
 from genaudit.singleimage.copies import DEFAULT_COPY_THRESHOLD, LEVEL, find_copies
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+
 
 
 def _texture(h: int, w: int, seed: int, channels: int = 3, quantize: bool = True) -> torch.Tensor:

@@ -26,13 +26,9 @@ from genaudit.singleimage.local_features import get_local_extractor
 from genaudit.singleimage.local_spaces import DEFAULT_LOCAL_SPACE, LOCAL_SPACES, get_local_space
 from genaudit.singleimage.sifid import sifid, sifid_scores
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+
 
 
 def _settings(tmp_path: Path) -> Settings:
