@@ -40,21 +40,6 @@ def vgg_file(tmp_path_factory) -> tuple[Path, str, torchvision.models.VGG]:
 
 
 @pytest.fixture(scope="module")
-def inception_file(tmp_path_factory) -> tuple[Path, str, torch.nn.Module]:
-    torch.manual_seed(1)
-    net = fid_inception_v3()
-    for module in net.modules():  # away from the default init so that BN statistics matter
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.1, 0.1)
-            module.running_var.uniform_(0.5, 1.5)
-    net.eval()
-    path = tmp_path_factory.mktemp("inception") / "our-inception.pth"
-    # The legacy (pre-zip) serialization, as in the 2017-2019 official VGG16 and FID Inception files.
-    torch.save(net.state_dict(), path, _use_new_zipfile_serialization=False)
-    return path, _sha256(path), net
-
-
-@pytest.fixture(scope="module")
 def images() -> list[Image.Image]:
     rng = np.random.default_rng(0)
     return [Image.fromarray(rng.integers(0, 256, (96 + 8 * i, 128, 3), dtype=np.uint8)) for i in range(2)]

@@ -3,7 +3,6 @@ against independent float64 references."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import subprocess
 import sys
@@ -19,7 +18,6 @@ from PIL import Image
 from scipy import linalg
 
 from genaudit.errors import FailedPrecondition, InvalidArgument
-from genaudit.features.networks import fid_inception_v3
 from genaudit.reports.single_image_plots import HISTOGRAM_SIZE, sifid_histogram_png
 from genaudit.settings import Settings
 from genaudit.singleimage.local_features import get_local_extractor
@@ -45,20 +43,6 @@ def photo() -> torch.Tensor:
 @pytest.fixture(scope="module")
 def lite():
     return get_local_extractor(device="cpu")
-
-
-@pytest.fixture(scope="module")
-def inception_file(tmp_path_factory) -> tuple[Path, str, torch.nn.Module]:
-    torch.manual_seed(1)
-    net = fid_inception_v3()
-    for module in net.modules():  # away from the default init so that BN statistics matter
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.1, 0.1)
-            module.running_var.uniform_(0.5, 1.5)
-    net.eval()
-    path = tmp_path_factory.mktemp("inception") / "our-inception.pth"
-    torch.save(net.state_dict(), path)
-    return path, hashlib.sha256(path.read_bytes()).hexdigest(), net
 
 
 def _hooked(net: torch.nn.Module, layer: torch.nn.Module, run) -> torch.Tensor:
