@@ -1,11 +1,12 @@
 """InGAN: the generator's shapes, range, hook order and weights round trip; the transformation layer against a
 float64 numpy bilinear resampling; the multi-scale discriminator's weighted sum against its scales called one by
-one; the seeded output sizes; and short trainings on a small structured image (identity reconstruction,
+one; the seeded output sizes; and short trainings on a 32 px photo of cat fur (identity reconstruction,
 retargetings that are neither a bicubic resize nor noise, reproducibility, cancellation, refused configs).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from genaudit.data.offline_photos import load_photos
 from genaudit.errors import InvalidArgument, JobCancelled
 from genaudit.generators import build_generator, load_generator, save_generator
 from genaudit.generators.ingan import (
@@ -30,11 +32,12 @@ from genaudit.singleimage.ingan_training import (
     scale_weights,
     train_ingan,
 )
+from genaudit.singleimage.training_image import training_tensor
 
 SMALL = {"height": 32, "width": 32, "base_width": 8, "downsamplings": 2, "residual_blocks": 2, "out_channels": 3}
-# 300 iterations of a small net on a 32 px image: a few seconds on one core.
-TEST_SCHEDULE = InGANSchedule(iterations=300, lr=5e-4, min_scale=0.75, max_scale=1.5, curriculum_iterations=60,
-                              lr_decay_start=150, disc_width=16, even_scales_iteration=100)
+# 300 iterations of a small net on a 32 px image (about 12 s on one core), with CPU_SCHEDULE's identity term.
+TEST_SCHEDULE = InGANSchedule(iterations=300, lr=5e-4, identity_weight=1.0, min_scale=0.75, max_scale=1.5,
+                              curriculum_iterations=60, lr_decay_start=150, disc_width=16, even_scales_iteration=100)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -55,9 +58,19 @@ def structured_image(size: int = 32) -> torch.Tensor:
     return torch.from_numpy(rgb.transpose(2, 0, 1)[None].astype(np.float32))
 
 
+@functools.cache
+def _fur() -> torch.Tensor:
+    return training_tensor(dict(load_photos())["chelsea"].crop((100, 50, 228, 178)), 32)
+
+
+def fur_image() -> torch.Tensor:
+    """(1, 3, 32, 32): a 128 px crop of scikit-image's cat photo (its fur and the background), shrunk to 32 px."""
+    return _fur().clone()
+
+
 @pytest.fixture(scope="module")
 def trained():
-    return train_ingan(structured_image(), SMALL, TEST_SCHEDULE, seed=0)
+    return train_ingan(fur_image(), SMALL, TEST_SCHEDULE, seed=0)
 
 
 def _network(seed: int = 0, **overrides) -> InGANGenerator:
@@ -246,7 +259,7 @@ def bicubic_resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def test_training_reproduces_the_image_under_the_identity_transform(trained):
-    x = structured_image()
+    x = fur_image()
     assert isinstance(trained.generator, InGANGenerator) and not trained.generator.training
     assert torch.equal(trained.generator.source_image, x)
     with torch.no_grad():
@@ -254,27 +267,32 @@ def test_training_reproduces_the_image_under_the_identity_transform(trained):
         untrained = _network(seed=0)(x)
     l1 = (identity - x).abs().mean().item()
     assert l1 == pytest.approx(trained.identity_l1, abs=1e-6)
-    # Bound: a tenth of the L1 of the best constant image (the per-channel median), i.e. 90% of the image's
-    # deviation explained; the untrained network is far above it.
-    constant_l1 = (x - x.median(dim=-1, keepdim=True).values.median(dim=-2, keepdim=True).values).abs().mean().item()
-    assert l1 < 0.1 * constant_l1
-    assert l1 < 0.1 * (untrained - x).abs().mean().item()
-    assert set(trained.losses) == {"discriminator", "adversarial", "cycle_l1"}
+    # Bound: the L1 of the best constant image (each channel's median) times 0.4, i.e. at least 60% of the image's
+    # deviation from a flat colour reproduced (measured: 0.06 against 0.21); the untrained network is far above it.
+    median = x.flatten(2).median(dim=-1).values[..., None, None]
+    constant_l1 = (x - median).abs().mean().item()
+    assert l1 < 0.4 * constant_l1
+    assert l1 < 0.4 * (untrained - x).abs().mean().item()
+    assert set(trained.losses) == {"discriminator", "adversarial", "cycle_l1", "identity"}
     assert all(math.isfinite(v) for v in trained.losses.values())
 
 
 @pytest.mark.parametrize("size", [(32, 48), (24, 40), (48, 24)])
 def test_retargetings_are_not_a_resize_and_keep_the_patches(trained, size):
-    x = structured_image()
+    x = fur_image()
     with torch.no_grad():
         out = trained.generator.retarget(size)
+        own = trained.generator.retarget((32, 32))
     assert out.shape == (1, 3, *size)
-    resized = bicubic_resize(x, size)
-    assert (out - resized).abs().mean().item() > 0.1  # not the plain resize
+    # Scale of "measurably different": how much two resampling kernels (antialiased bilinear, Pillow's bicubic)
+    # differ on this image. The output must differ from the bicubic resize of the image and from the bicubic
+    # resize of the network's own reconstruction (a network that only resized would match the latter) by more.
+    kernels = (F.interpolate(x, size=size, mode="bilinear", antialias=True) - bicubic_resize(x, size)).abs().mean()
+    assert (out - bicubic_resize(x, size)).abs().mean() > 3 * kernels
+    assert (out - bicubic_resize(own, size)).abs().mean() > 2 * kernels
     noise = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    ours, theirs = nearest_patch_distance(out, x), nearest_patch_distance(noise, x)
-    assert ours < 0.25 * theirs  # the output's patches resemble the image's far more than noise does
-    assert ours < nearest_patch_distance(resized, x)  # and more than the stretched patches of the resize
+    # The output's patches resemble the image's far more than noise does (measured: 0.9 against 5.2).
+    assert nearest_patch_distance(out, x) < 0.3 * nearest_patch_distance(noise, x)
 
 
 def _short(iterations: int = 12) -> InGANSchedule:

@@ -1,29 +1,37 @@
 """Training an InGAN (``genaudit.generators.ingan``) on one image, as in Shocher et al., ICCV 2019, and its code.
 
 Each iteration draws a random transform T: an output size (s_h H, s_w W) with s_h, s_w independent and uniform in
-the schedule's current range, sides rounded to multiples of 2**downsamplings (the paper's code rounds up to 8).
-With x the training image (1, C, H, W) in [-1, 1] and y = G(x + u; T) (u: uniform noise of one 8-bit level, which
-keeps the networks from fitting the 8-bit binning, as the paper's code does for G's and D's inputs):
+the schedule's current range, sides rounded to the nearest multiple of 2**downsamplings (the paper's code rounds
+up to 8) and kept at least 13 px (the discriminator's patch). With x the training image (1, C, H, W) in [-1, 1]
+and y = G(x + u; T) (u: uniform noise one 8-bit level wide, as the paper's code adds to G's and D's inputs so
+that they do not fit the 8-bit binning):
 
-    G step:  L_G = mean (D(y) - 1)^2  +  lambda * mean |G(y; T^-1) - x|        (LSGAN + cycle L1, lambda = 0.1)
-    D step:  L_D = (mean (D(x + u') - 1)^2 + mean D(y + u'')^2) / 2              (y detached)
+    G step:  L_G = mean (D(y) - 1)^2 + lambda mean |G(y; T^-1) - x| + mu mean |G(x + u; id) - x|
+    D step:  L_D = (mean (D(x + u') - 1)^2 + mean D(y + u'')^2) / 2                   (y detached)
 
-T^-1 maps y back to x's size. D is the multi-scale patch discriminator: its scales' maps are summed with weights
-w_n = f^n / sum_k f^k (n = 0 the finest), f = base^((i_even - i) / i_even) at iteration i, so that training starts
-on the coarse scales (f = base > 1), weighs them evenly at i_even (f = 1) and ends on the fine ones (f < 1);
-only the scales whose downscaled output keeps 13 px a side are used, for the real image too (the paper's code).
+the LSGAN losses and the paper's cycle (reconstruction) loss, lambda = 0.1; T^-1 maps y back to x's size. The
+identity term (weight mu, ``identity_weight``) is not in the paper: 0 in ``FULL_SCHEDULE``, 1 in
+``CPU_SCHEDULE``. The paper relies on G(x; id) = x emerging from the GAN and cycle losses over 75k iterations; in
+the few hundred of a CPU run G instead settles on an involution (G(G(x)) = x with G(x) colour-shifted or
+inverted), because the discriminator, whose batch norm sees one image at a time, cannot see a global colour
+shift of a flat region. Measured with ``CPU_SCHEDULE`` but mu = 0 on a nearly flat 64 px photo crop: identity L1
+0.141, the crop turned from pink to blue; with mu = 1: 0.006. The term pins G's colours and its identity map,
+as SinGAN's reconstruction loss does for its fixed-noise path.
 
-Curriculum (the paper's, from its code): the range of scales grows linearly from {1} at the first iteration to
+D is the multi-scale patch discriminator: its scales' maps are summed with weights w_n = f^n / sum_k f^k (n = 0
+the finest), f = base^((i_even - i) / i_even) at iteration i, so that training starts on the coarse scales
+(f = base > 1), weighs them evenly at i_even (f = 1) and ends on the fine ones (f < 1); only the scales whose
+downscaled output keeps 13 px a side are used, for the real image too (the paper's code).
+
+Curriculum (the paper's code's): the range of scales grows linearly from {1} at the first iteration to
 [min_scale, max_scale] at ``curriculum_iterations``. Adam for both networks; the learning rate decays linearly
 from ``lr_decay_start`` to zero at the last iteration.
 
 Left out of the paper's code: random 256 px crops of larger images (the training image is capped below that),
 the extra inverse-only G step after 10k iterations, crop swapping (off by default there) and non-rectangular
 (homography) transforms. ``FULL_SCHEDULE`` is the paper's code's configuration, meant for a GPU with the paper's
-generator (registry config base_width 64, downsamplings 3, residual_blocks 6; the registry defaults are 32, 2, 4).
-
-``CPU_SCHEDULE``: 1500 iterations at a 4x larger learning rate and a compressed curriculum. Measured on a 64 x 64
-crop of an offline photo with the registry's default config, one CPU thread: see ``CPU_SCHEDULE``'s comment.
+generator (registry config base_width 64, downsamplings 3, residual_blocks 6; the registry defaults are 32, 2, 4);
+it has not been run here (no GPU).
 """
 
 from __future__ import annotations
@@ -83,19 +91,22 @@ FULL_SCHEDULE = InGANSchedule(
     iterations=75_000, lr=5e-5, min_scale=0.15, max_scale=2.25, curriculum_iterations=10_000,
     lr_decay_start=20_000, disc_width=64, even_scales_iteration=25_000,
 )
-# Reduced for one CPU core: the full schedule's proportions (curriculum at 2/15, decay from 4/15, even scales at
-# 1/3 of the run) over 1500 iterations, lr 2e-4, scales 0.5..1.5, a narrower D.
-# Measured (registry default config, 64 x 64 crop of an offline photo, one thread): see the module docstring.
+# Reduced for one CPU core: about the full schedule's proportions (curriculum to 2/15, decay from 4/15, even scales
+# at 1/3 of the run) over 750 iterations, lr 2e-4, scales 0.5..1.5, a narrower D, the identity term on.
+# Measured with the registry's default config on 64 x 64 crops of offline photos (``random_crops(load_photos(), .,
+# 64, seed=0)``), one thread on a shared 2-core machine: 240 s of CPU time (about 170 s wall on an idle core);
+# identity L1 0.034 (crop 0, a hazy river scene, whose mean |x - median| is 0.141), 0.006 (crop 1, flat, 0.040).
 CPU_SCHEDULE = InGANSchedule(
-    iterations=1500, lr=2e-4, min_scale=0.5, max_scale=1.5, curriculum_iterations=200, lr_decay_start=400,
-    disc_width=32, even_scales_iteration=500,
+    iterations=750, lr=2e-4, identity_weight=1.0, min_scale=0.5, max_scale=1.5, curriculum_iterations=100,
+    lr_decay_start=200, disc_width=32, even_scales_iteration=250,
 )
 
 
 @dataclass
 class InGANFit:
     generator: InGANGenerator  # eval mode, on ``device``, ``source_image`` set
-    losses: dict[str, float]  # means over the last 100 iterations: discriminator, adversarial, cycle_l1
+    # Means over the last 100 iterations: discriminator, adversarial, cycle_l1, identity (the term; 0 when off).
+    losses: dict[str, float]
     identity_l1: float  # mean |G(x; identity) - x| in [-1, 1] units, eval mode
     seconds: float
     device: torch.device
@@ -207,7 +218,7 @@ def train_ingan(
         return t + u.to(t.device)
 
     min_side = generator.multiple * math.ceil(DISCRIMINATOR_MIN_SIDE / generator.multiple)
-    history: list[tuple[float, float, float]] = []
+    history: list[tuple[float, float, float, float]] = []
     log_every = max(1, schedule.iterations // 10)
     start = time.perf_counter()
     for i in range(schedule.iterations):
@@ -230,8 +241,10 @@ def train_ingan(
         adversarial = (discriminator(fake, weights) - 1).pow(2).mean()
         cycle = (generator(fake, (height, width)) - x).abs().mean()
         g_loss = adversarial + schedule.reconstruction_weight * cycle
+        identity = torch.zeros((), device=device)
         if schedule.identity_weight:
-            g_loss = g_loss + schedule.identity_weight * (generator(noisy(x)) - x).abs().mean()
+            identity = (generator(noisy(x)) - x).abs().mean()
+            g_loss = g_loss + schedule.identity_weight * identity
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
@@ -244,17 +257,17 @@ def train_ingan(
         d_loss.backward()
         opt_d.step()
 
-        history.append((d_loss.item(), adversarial.item(), cycle.item()))
+        history.append((d_loss.item(), adversarial.item(), cycle.item(), identity.item()))
         if progress is not None:
             progress(i + 1, schedule.iterations)
         if log is not None and ((i + 1) % log_every == 0 or i + 1 == schedule.iterations):
-            d, a, c = np.mean(history[-log_every:], axis=0)
+            d, a, c, e = np.mean(history[-log_every:], axis=0)
             log(f"ingan {i + 1}/{schedule.iterations}  D {d:.4f}  G adv {a:.4f}  cycle L1 {c:.4f}  "
-                f"{time.perf_counter() - start:.0f} s")
+                f"identity L1 {e:.4f}  {time.perf_counter() - start:.0f} s")
     seconds = time.perf_counter() - start
     generator.eval()
     with torch.no_grad():
         identity_l1 = (generator(x) - x).abs().mean().item()
-    d, a, c = (float(v) for v in np.mean(history[-100:], axis=0))
-    return InGANFit(generator, {"discriminator": d, "adversarial": a, "cycle_l1": c}, identity_l1, seconds, device,
-                    schedule)
+    means = (float(v) for v in np.mean(history[-100:], axis=0))
+    losses = dict(zip(("discriminator", "adversarial", "cycle_l1", "identity"), means, strict=True))
+    return InGANFit(generator, losses, identity_l1, seconds, device, schedule)
