@@ -227,6 +227,7 @@ def test_retarget_sizes_are_seeded_multiples_in_range():
     sizes = retarget_sizes(200, 64, 48, seed=5, min_scale=0.5, max_scale=1.5, multiple=8)
     assert sizes == retarget_sizes(200, 64, 48, seed=5, min_scale=0.5, max_scale=1.5, multiple=8)
     assert sizes != retarget_sizes(200, 64, 48, seed=6, min_scale=0.5, max_scale=1.5, multiple=8)
+    assert all(type(side) is int for size in sizes for side in size)  # what InGANGenerator.forward accepts
     h, w = np.array(sizes).T
     assert (h % 8 == 0).all() and (w % 8 == 0).all()
     assert h.min() >= 32 and h.max() <= 96 and w.min() >= 24 and w.max() <= 72
