@@ -40,13 +40,7 @@ TEST_SCHEDULE = InGANSchedule(iterations=300, lr=5e-4, identity_weight=1.0, min_
                               curriculum_iterations=60, lr_decay_start=150, disc_width=16, even_scales_iteration=100)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine two threads are slower, and results stay comparable."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def structured_image(size: int = 32) -> torch.Tensor:

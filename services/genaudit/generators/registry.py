@@ -184,8 +184,9 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
             generator="genaudit.generators.ingan:InGANGenerator",
             discriminator=None,
             params={
-                "height": Param(int, 64, **_SIDE, doc="training image height in px"),
-                "width": Param(int, 64, **_SIDE, doc="training image width in px"),
+                # at least 13 px: the smallest input of its multi-scale patch discriminator (ingan_training)
+                "height": Param(int, 64, 13, _SIDE["maximum"], doc="training image height in px"),
+                "width": Param(int, 64, 13, _SIDE["maximum"], doc="training image width in px"),
                 "base_width": Param(int, 32, 4, 256, doc="channels at full resolution; x2 per downsampling"),
                 "downsamplings": Param(int, 2, 1, 4, doc="stride-2 encoder stages"),
                 "residual_blocks": Param(int, 4, 0, 16, doc="residual blocks at the bottleneck"),
