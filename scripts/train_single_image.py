@@ -21,6 +21,7 @@ import torch
 from genaudit.data.offline_photos import load_photos
 from genaudit.generators.sampling import to_uint8
 from genaudit.reports.grids import png_bytes
+from genaudit.singleimage.audit import reconstruct
 from genaudit.singleimage.recipes import MAX_SIDE, SCALES, model_card, train_single_image, weights_bytes
 
 
@@ -59,8 +60,8 @@ def main() -> None:
                         *([f"--max-side {args.max_side}"] if args.max_side else []),
                         *([f"--iterations {args.iterations}"] if args.iterations else []), f"--seed {args.seed}",
                         f"--threads {args.threads}"])
-    card = model_card(trained, weights, name=name, weights_file=f"{name}.safetensors", image=image, seed=args.seed,
-                      iterations_override=args.iterations, command=command)
+    card = model_card(trained, weights, reconstruct(trained.generator), name=name, weights_file=f"{name}.safetensors",
+                      image=image, seed=args.seed, iterations_override=args.iterations, command=command)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}.safetensors").write_bytes(weights)
     (args.out / f"{name}-image.png").write_bytes(image_png)

@@ -130,17 +130,12 @@ def weights_bytes(trained: SingleImageTraining) -> bytes:
         return path.read_bytes()
 
 
-def reconstruction_rmse(trained: SingleImageTraining) -> float:
-    """RMS difference, in [-1, 1] units, between the image and the 8-bit reconstruction path."""
-    from genaudit.singleimage.audit import reconstruct
-
-    return float((reconstruct(trained.generator) - trained.image.cpu()).pow(2).mean().sqrt())
-
-
-def model_card(trained: SingleImageTraining, weights: bytes, *, name: str, weights_file: str, image: dict[str, Any],
-               seed: int, iterations_override: int | None, command: str) -> dict[str, Any]:
-    """The JSON card of a trained single-image generator: what it is, what it learnt, how, and how well it
-    reconstructs its image. ``image``: where the training image came from (dataset and name, or photo)."""
+def model_card(trained: SingleImageTraining, weights: bytes, reconstruction: torch.Tensor, *, name: str,
+               weights_file: str, image: dict[str, Any], seed: int, iterations_override: int | None,
+               command: str) -> dict[str, Any]:
+    """The JSON card of a trained single-image generator: what it is, what it learnt, how, and how well its
+    ``reconstruction`` (``audit.reconstruct``: the 8-bit reconstruction path) matches its image. ``image``: where
+    the training image came from (dataset and name, or photo)."""
     model = trained.generator
     height, width = trained.image.shape[2:]
     scale_note = ("full recipe (the paper's schedule)" if trained.scale == "full" else
@@ -165,7 +160,7 @@ def model_card(trained: SingleImageTraining, weights: bytes, *, name: str, weigh
         "threads": torch.get_num_threads(),
         "training_seconds": round(trained.seconds, 1),
         "losses": trained.losses,
-        "reconstruction_rmse": reconstruction_rmse(trained),
+        "reconstruction_rmse": float((reconstruction.cpu() - trained.image.cpu()).pow(2).mean().sqrt()),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": command,
     }

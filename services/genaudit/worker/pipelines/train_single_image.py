@@ -111,9 +111,9 @@ def run(job: Job, ctx: WorkerContext, progress: JobProgress) -> dict[str, str]:
         image = {"dataset_id": source.dataset_id, "name": source.name, "sha256": source.sha256,
                  "max_side": spec["max_side"] or MAX_SIDE[spec["scale"]]}
         command = f"genaudit jobs submit train_single_image --spec '{json.dumps(spec, sort_keys=True)}'"
-        card = model_card(trained, weights, name=f"{trained.arch}-{source.name}", weights_file="model.safetensors",
-                          image=image, seed=spec["seed"], iterations_override=spec["iterations"] or None,
-                          command=command)
+        card = model_card(trained, weights, reconstruction, name=f"{trained.arch}-{source.name}",
+                          weights_file="model.safetensors", image=image, seed=spec["seed"],
+                          iterations_override=spec["iterations"] or None, command=command)
         figures = {
             "training_image": _png_of(trained.image),
             "reconstruction": png_bytes(np.concatenate([to_uint8(trained.image.cpu())[0],
