@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from genaudit.generators.base import Generator, doublings_from_4px
+from genaudit.generators.layers import dcgan_init
 
 
 def _up_block(in_channels: int, out_channels: int, first: bool) -> nn.Sequential:
@@ -22,16 +23,6 @@ def _up_block(in_channels: int, out_channels: int, first: bool) -> nn.Sequential
         else nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1, bias=False)  # x2
     )
     return nn.Sequential(OrderedDict(conv=conv, norm=nn.BatchNorm2d(out_channels), act=nn.ReLU()))
-
-
-def _dcgan_init(module: nn.Module) -> None:
-    # DCGAN section 4: weights ~ N(0, 0.02); batch-norm scales ~ N(1, 0.02).
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
 
 
 class DCGANGenerator(Generator):
@@ -49,7 +40,7 @@ class DCGANGenerator(Generator):
         self.to_rgb = nn.Sequential(
             OrderedDict(conv=nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1), act=nn.Tanh())
         )
-        _dcgan_init(self)
+        dcgan_init(self)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = z.view(z.shape[0], self.latent_dim, 1, 1)
@@ -75,7 +66,7 @@ class DCGANDiscriminator(nn.Module):
             channels = width
         layers.append(nn.Conv2d(channels, 1, 4, 1, 0))
         self.net = nn.Sequential(*layers)
-        _dcgan_init(self)
+        dcgan_init(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Real/fake logits, shape (N,)."""

@@ -1,4 +1,5 @@
-"""Layers shared by the generator architectures: PGGAN's pixel norm, equalized learning rate, minibatch stddev.
+"""Layers shared by the generator architectures: PGGAN's pixel norm, equalized learning rate, minibatch stddev;
+DCGAN's initialization (also SinGAN's).
 
 Equalized learning rate (Karras et al., ICLR 2018, section 4.1): weights are stored as N(0, 1) draws and
 scaled at run time by He's constant sqrt(2 / fan_in), so that Adam's per-parameter step sizes act alike on
@@ -79,3 +80,14 @@ class MinibatchStddev(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         std = x.std(dim=0, unbiased=False).mean() if x.shape[0] > 1 else x.new_zeros(())
         return torch.cat([x, std.expand(x.shape[0], 1, *x.shape[2:])], dim=1)
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """DCGAN's initialization (Radford et al., section 4), in place: conv weights ~ N(0, 0.02), batch-norm scales
+    ~ N(1, 0.02) and shifts 0. SinGAN's code initializes its networks the same way."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)

@@ -46,7 +46,7 @@ from torch import nn
 
 from genaudit.errors import InvalidArgument
 from genaudit.generators.base import Generator
-from genaudit.generators.dcgan import _dcgan_init
+from genaudit.generators.layers import dcgan_init
 
 CONVS_PER_SCALE = 5
 # Zero padding of a scale's input: one pixel per valid 3x3 conv, so the output has the input's size.
@@ -121,7 +121,7 @@ class SinGANGenerator(Generator):
         self.scale_widths = scale_widths(num_scales, base_width, max_width)
         self.latent_dim = sum(out_channels * h * w for h, w in self.scale_sizes)
         self.scales = nn.ModuleList(SinGANScale(out_channels, w) for w in self.scale_widths)
-        _dcgan_init(self)  # the paper's code initializes like DCGAN: convs N(0, 0.02), BN scales N(1, 0.02)
+        dcgan_init(self)  # the paper's code initializes like DCGAN: convs N(0, 0.02), BN scales N(1, 0.02)
         # Both set by training; float buffers, so they are saved with the weights.
         self.register_buffer("noise_amp", torch.ones(num_scales))
         h0, w0 = self.scale_sizes[0]
@@ -199,7 +199,7 @@ class SinGANDiscriminator(nn.Module):
         self.block3 = _conv_block(width, width)
         self.block4 = _conv_block(width, width)
         self.score = nn.Conv2d(width, 1, 3)
-        _dcgan_init(self)
+        dcgan_init(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = F.pad(images, (INPUT_PADDING,) * 4)
