@@ -26,7 +26,7 @@ from torch import nn
 from genaudit.features.weights import sha256_file
 from genaudit.generators.loading import save_generator
 from genaudit.generators.registry import build_discriminator, build_generator, get_architecture
-from genaudit.generators.sampling import to_uint8
+from genaudit.generators.sampling import from_uint8, to_uint8
 from genaudit.reports.grids import image_grid, png_bytes
 
 
@@ -58,7 +58,7 @@ def fashion_mnist_32px(cache_dir: Path, seed: int) -> torch.Tensor:
 
     images, _ = load(cache_dir)
     padded = np.pad(images, ((0, 0), (2, 2), (2, 2)))
-    return torch.from_numpy(padded).unsqueeze(1).float().div(127.5).sub(1.0)
+    return from_uint8(padded[..., None])
 
 
 def photo_crops_64px(cache_dir: Path, seed: int, count: int = 8192) -> torch.Tensor:
@@ -67,7 +67,7 @@ def photo_crops_64px(cache_dir: Path, seed: int, count: int = 8192) -> torch.Ten
     from genaudit.data.offline_photos import load_photos, random_crops
 
     crops = [np.asarray(im) for _, im in random_crops(load_photos(), count, 64, seed)]
-    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    return from_uint8(np.stack(crops))
 
 
 RECIPES: dict[str, Recipe] = {

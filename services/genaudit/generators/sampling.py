@@ -17,6 +17,12 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return scaled.permute(0, 2, 3, 1).cpu().numpy()
 
 
+def from_uint8(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, C) -> float32 (N, C, H, W) in [-1, 1]: the generators' range, the inverse of ``to_uint8``."""
+    # a copy: arrays from PIL are read-only, and torch refuses to wrap those without a warning
+    return torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
 @torch.no_grad()
 def sample_images(generator: Generator, count: int, seed: int, batch_size: int = 64) -> Iterator[Image.Image]:
     """``count`` samples for seeded latents, in order. The latents are the same on every device and for every

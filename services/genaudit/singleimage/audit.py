@@ -28,7 +28,7 @@ from PIL import Image
 
 from genaudit.errors import InvalidArgument, JobCancelled
 from genaudit.features.extractor import FeatureExtractor
-from genaudit.generators.sampling import to_uint8
+from genaudit.generators.sampling import from_uint8, to_uint8
 from genaudit.singleimage.copies import CopyReport, find_copies
 from genaudit.singleimage.diversity import feature_diversity, pixel_diversity
 from genaudit.singleimage.local_features import LocalFeatureExtractor
@@ -108,7 +108,7 @@ def distribution(values: np.ndarray) -> dict[str, float]:
 
 def quantized(images: torch.Tensor) -> torch.Tensor:
     """Generator outputs in [-1, 1] rounded to the 8-bit levels a PNG holds, back in [-1, 1], on the CPU."""
-    return torch.from_numpy(to_uint8(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    return from_uint8(to_uint8(images))
 
 
 def _is_singan(generator: torch.nn.Module) -> bool:

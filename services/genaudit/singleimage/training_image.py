@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from genaudit.errors import InvalidArgument
+from genaudit.generators.sampling import from_uint8
 from genaudit.images.rgb import to_rgb
 
 MIN_SIDE = 8  # the registry's smallest single-image side (generators.registry)
@@ -46,4 +47,4 @@ def training_tensor(image: Image.Image, max_side: int, channels: int = 3) -> tor
     array = np.asarray(fitted.convert("L") if channels == 1 else fitted, dtype=np.uint8)
     if array.ndim == 2:
         array = array[..., None]
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0).float().div(127.5).sub(1.0)
+    return from_uint8(array[None])
