@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from genaudit.errors import JobCancelled
@@ -52,6 +52,22 @@ class JobProgress:
     def check_cancelled(self) -> None:
         if self._records.cancel_requested(self.job.id):
             raise JobCancelled(f"job {self.job.id} was cancelled")
+
+    def throttled_cancel_check(self, interval_s: float = 0.5) -> Callable[[], bool]:
+        """A cancellation check for loops that call it every iteration (training steps): it reads the job record
+        at most every ``interval_s`` (the first call always does) and raises JobCancelled like
+        ``check_cancelled``; it returns False otherwise, as the science modules' ``check_cancelled`` expects."""
+        last = float("-inf")
+
+        def check() -> bool:
+            nonlocal last
+            now = time.monotonic()
+            if now - last >= interval_s:
+                last = now
+                self.check_cancelled()
+            return False
+
+        return check
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:

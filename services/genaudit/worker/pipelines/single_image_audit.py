@@ -31,7 +31,6 @@ from genaudit.singleimage.local_features import get_local_extractor
 from genaudit.singleimage.training_image import training_tensor
 from genaudit.worker.context import JobProgress, WorkerContext
 from genaudit.worker.pipelines.single_image_inputs import read_training_image
-from genaudit.worker.pipelines.train_single_image import ThrottledCancelCheck
 from genaudit.worker.pipelines.unit_jobs import (
     CSV_TYPE,
     HTML_TYPE,
@@ -137,7 +136,7 @@ def run(job: Job, ctx: WorkerContext, progress: JobProgress) -> dict[str, str]:
             global_extractor=features, n_samples=spec["n_samples"], seed=spec["seed"],
             patch_size=spec["patch_size"], batch_size=spec["batch_size"],
             progress=lambda done, total, what: staged.report("audit", done, total, what),
-            check_cancelled=ThrottledCancelCheck(progress))
+            check_cancelled=progress.throttled_cancel_check())
     staged.start("write", "writing the report")
     with progress.stage("report"):
         summary = {

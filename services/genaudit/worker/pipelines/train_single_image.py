@@ -17,7 +17,6 @@ with arch and the card's sha256.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import numpy as np
@@ -47,24 +46,6 @@ TRAINING_VERSION = 1
 PREVIEW_SAMPLES = 16
 PREVIEW_SEED = 1234
 WEIGHTS_TYPE = "application/octet-stream"
-_CANCEL_CHECK_INTERVAL_S = 0.5
-
-
-class ThrottledCancelCheck:
-    """A job's cancellation check at most every ``interval_s`` (the loops call it every iteration, each call would
-    read the job record)."""
-
-    def __init__(self, progress: JobProgress, interval_s: float = _CANCEL_CHECK_INTERVAL_S) -> None:
-        self._progress = progress
-        self._interval_s = interval_s
-        self._last = float("-inf")
-
-    def __call__(self) -> bool:
-        now = time.monotonic()
-        if now - self._last >= self._interval_s:
-            self._last = now
-            self._progress.check_cancelled()  # raises JobCancelled
-        return False
 
 
 def _png_of(image: torch.Tensor) -> bytes:
@@ -100,7 +81,7 @@ def run(job: Job, ctx: WorkerContext, progress: JobProgress) -> dict[str, str]:
             spec["arch"], source.image, scale=spec["scale"], max_side=spec["max_side"] or None,
             iterations=spec["iterations"] or None, seed=spec["seed"], device=resolve_device(ctx.settings.device),
             progress=staged.callback("train", f"training {spec['arch']}"),
-            check_cancelled=ThrottledCancelCheck(progress))
+            check_cancelled=progress.throttled_cancel_check())
     staged.start("write", "writing the model")
     with progress.stage("write"):
         model = trained.generator
