@@ -143,10 +143,38 @@ def test_seed_reproduces_the_augmented_sequence() -> None:
 
 def test_validation_transform_is_fixed_blur_jpeg_centre_crop() -> None:
     img = _image(30, 30)
+    rng = np.random.default_rng(0)
     expected = _pil_round_trip(blur(img, 1.5), 65)[3:27, 3:27]
-    np.testing.assert_array_equal(ValTransform(crop=24)(img), expected)
-    np.testing.assert_array_equal(ValTransform(crop=24, blur=False, jpeg=False)(img), img[3:27, 3:27])
+    np.testing.assert_array_equal(ValTransform(crop=24, blur_prob=1.0, jpeg_prob=1.0)(img, rng), expected)
+    np.testing.assert_array_equal(ValTransform(crop=24, blur_prob=0.0, jpeg_prob=0.0)(img, rng), img[3:27, 3:27])
+    np.testing.assert_array_equal(ValTransform(crop=24, blur_prob=0.0, jpeg_prob=1.0)(img, rng),
+                                  _pil_round_trip(img, 65)[3:27, 3:27])
     np.testing.assert_array_equal(center_crop(img, 30), img)
+
+
+def test_validation_degrades_at_the_training_rates_with_fixed_values_and_a_seed() -> None:
+    """Each validation image is blurred with probability blur_prob and JPEG'd with jpeg_prob, drawn
+    independently (as Wang et al.'s validation options keep the training p), and a seed fixes which."""
+    img = _image(16, 16)
+    blurred, jpegged = blur(img, 1.5)[4:12, 4:12], _pil_round_trip(img, 65)[4:12, 4:12]
+    n, p_blur, p_jpeg = 2000, 0.5, 0.1
+    transform = ValTransform(crop=8, blur_prob=p_blur, jpeg_prob=p_jpeg)
+
+    def kinds(seed: int) -> list[str]:
+        rng = np.random.default_rng(seed)
+        out = []
+        for _ in range(n):
+            window = transform(img, rng)
+            out.append("blur" if np.array_equal(window, blurred) else "jpeg" if np.array_equal(window, jpegged)
+                       else "none" if np.array_equal(window, img[4:12, 4:12]) else "both")
+        return out
+
+    first = kinds(5)
+    counts = {kind: first.count(kind) for kind in ("none", "blur", "jpeg", "both")}
+    expected = {"none": (1 - p_blur) * (1 - p_jpeg), "blur": p_blur * (1 - p_jpeg), "jpeg": (1 - p_blur) * p_jpeg,
+                "both": p_blur * p_jpeg}
+    assert stats.chisquare(list(counts.values()), [n * expected[k] for k in counts]).pvalue > 1e-3
+    assert kinds(5) == first and kinds(6) != first
 
 
 def test_bad_inputs_are_refused() -> None:

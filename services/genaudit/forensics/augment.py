@@ -6,8 +6,8 @@ Every function takes one image, a uint8 (H, W, 3) array or an RGB Pillow image, 
 Training (``TrainAugment``), as in ``PeterWang512/CNNDetection`` ``data/datasets.py``: with probability
 ``blur_prob`` a Gaussian blur, sigma ~ U[0, 3], applied per channel; then, drawn independently, with
 probability ``jpeg_prob`` a JPEG round trip at quality ~ U{30, ..., 100}; then a random ``crop`` x ``crop``
-window and a horizontal flip with probability 1/2. Validation (``ValTransform``) is fixed, as their
-``get_val_opt`` makes it: the mid-range values, sigma 1.5 and quality 65, then a centre crop.
+window and a horizontal flip with probability 1/2. Validation (``ValTransform``) uses the same probabilities
+with the mid-range values their ``get_val_opt`` fixes, sigma 1.5 and quality 65, then a centre crop.
 """
 
 from __future__ import annotations
@@ -102,6 +102,14 @@ def center_crop(img: ImageInput, crop: int) -> np.ndarray:
     return array[top : top + crop, left : left + crop].copy()
 
 
+def _check_probabilities(transform: TrainAugment | ValTransform) -> None:
+    for name in ("blur_prob", "jpeg_prob"):
+        if not 0 <= getattr(transform, name) <= 1:
+            raise InvalidArgument(f"{name} must be in [0, 1], got {getattr(transform, name)}")
+    if transform.crop <= 0:
+        raise InvalidArgument(f"crop must be positive, got {transform.crop}")
+
+
 @dataclass(frozen=True)
 class TrainAugment:
     """Wang et al.'s training augmentation; ``p = 0.5`` or ``0.1`` in their paper.
@@ -115,11 +123,7 @@ class TrainAugment:
     jpeg_prob: float = 0.5
 
     def __post_init__(self) -> None:
-        for name in ("blur_prob", "jpeg_prob"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise InvalidArgument(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.crop <= 0:
-            raise InvalidArgument(f"crop must be positive, got {self.crop}")
+        _check_probabilities(self)
 
     def __call__(self, img: ImageInput, rng: np.random.Generator) -> np.ndarray:
         array = as_rgb_array(img)
@@ -141,19 +145,28 @@ class TrainAugment:
 
 @dataclass(frozen=True)
 class ValTransform:
-    """The fixed validation transform: blur sigma 1.5 (if ``blur``), JPEG quality 65 (if ``jpeg``), then a
-    centre crop. Wang et al. validate with the training probabilities but note that their code assumes
-    them to be 0 or 1; here a degradation is applied to every validation image when training uses it at
-    all, so the validation set is the same every epoch."""
+    """The validation transform of Wang et al.'s ``get_val_opt``: with probability ``blur_prob`` a blur of
+    sigma 1.5, then, drawn independently, with probability ``jpeg_prob`` JPEG at quality 65, then a centre
+    crop. Degrading every validation image whenever p > 0 would validate a p = 0.1 model on a set unlike
+    its training distribution (and early-stop on it); drawing with the training p keeps the mix.
+
+    Each call draws u_blur then u_jpeg from ``rng`` whatever the outcome; callers transform the
+    validation set once with a seeded generator, so every epoch sees the same images.
+    """
 
     crop: int
-    blur: bool = True
-    jpeg: bool = True
+    blur_prob: float = 0.5
+    jpeg_prob: float = 0.5
 
-    def __call__(self, img: ImageInput) -> np.ndarray:
+    def __post_init__(self) -> None:
+        _check_probabilities(self)
+
+    def __call__(self, img: ImageInput, rng: np.random.Generator) -> np.ndarray:
         array = as_rgb_array(img)
-        if self.blur:
+        do_blur = rng.random() < self.blur_prob
+        do_jpeg = rng.random() < self.jpeg_prob
+        if do_blur:
             array = blur(array, VAL_BLUR_SIGMA)
-        if self.jpeg:
+        if do_jpeg:
             array = jpeg(array, VAL_JPEG_QUALITY)
         return center_crop(array, self.crop)

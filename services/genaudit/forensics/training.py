@@ -7,7 +7,7 @@ Recipe: fit the net's input normalization on centre crops of the un-augmented tr
 loss = BCE with logits, fakes weighted by n_real / n_fake so that an unbalanced set counts both classes
 equally, + ``net.regularization()``; training images augmented by ``augment.TrainAugment``; after each
 epoch, accuracy (at logit 0) and AP on the validation set under ``augment.ValTransform`` (blur 1.5 and
-JPEG 65 on every validation image, each when training uses it with p > 0; computed once). The best
+JPEG 65, each drawn with the training probability; computed once with a seeded generator). The best
 weights by validation accuracy are kept; after ``patience`` epochs without a strictly higher accuracy
 the learning rate is multiplied by ``lr_factor`` and training restarts from the best weights (and the
 optimizer state of that epoch); training stops when the learning rate would fall below ``min_lr``, or
@@ -45,6 +45,7 @@ from genaudit.forensics.evaluation import (
 # lr * factor^k is compared with min_lr with this relative slack: 1e-4 * 0.1 * 0.1 is 1.0000000000000002e-06
 # or 9.999999999999999e-07 depending on the order of operations, and must count as 1e-6.
 _LR_RTOL = 1e-9
+_VALIDATION_STREAM = 1
 
 
 @dataclass(frozen=True)
@@ -149,8 +150,10 @@ def train_detector(
     net.to(device)
     rng = np.random.default_rng(config.seed)
     augment = TrainAugment(crop=crop, blur_prob=config.blur_prob, jpeg_prob=config.jpeg_prob)
-    val_transform = ValTransform(crop=crop, blur=config.blur_prob > 0, jpeg=config.jpeg_prob > 0)
-    val_images = np.stack([val_transform(img) for img in val.images])
+    val_transform = ValTransform(crop=crop, blur_prob=config.blur_prob, jpeg_prob=config.jpeg_prob)
+    # A stream of its own, so the training sequence does not depend on the size of the validation set.
+    val_rng = np.random.default_rng((config.seed, _VALIDATION_STREAM))
+    val_images = np.stack([val_transform(img, val_rng) for img in val.images])
     n_fake = int((train.labels == FAKE).sum())
     pos_weight = torch.tensor((len(train) - n_fake) / n_fake, dtype=torch.float32, device=device)
     regularization = getattr(net, "regularization", None)

@@ -309,8 +309,9 @@ JOB_KINDS: dict[JobType, JobKind] = {
             "arch": Field(str, "freqnet", check=detector_arch),
             "val_fraction": Field(float, 0.2, check=float_range(0.05, 0.5)),
             "max_epochs": Field(int, 20, check=int_range(1, 1000)),
-            "blur_prob": Field(float, 0.1, check=float_range(0.0, 1.0)),
-            "jpeg_prob": Field(float, 0.1, check=float_range(0.0, 1.0)),
+            # Wang et al.'s "Blur+JPEG (0.5)", as the detector recipes: the more robust of their two settings.
+            "blur_prob": Field(float, 0.5, check=float_range(0.0, 1.0)),
+            "jpeg_prob": Field(float, 0.5, check=float_range(0.0, 1.0)),
             "crop": Field(int, 0, check=training_crop),
             "target_fpr": Field(float, 0.01, check=float_range(0.0, 0.5, low_open=True)),
             "seed": Field(int, 0, check=int_range(0, 2**31 - 1)),
