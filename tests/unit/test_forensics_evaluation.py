@@ -178,6 +178,42 @@ def test_leave_one_family_out_is_reproducible() -> None:
     assert [r.temperature for r in first] == [r.temperature for r in again]
 
 
+class SideRecordingNet(ChannelNet):
+    """ChannelNet that records the side of every batch it sees in eval mode (calibration and scoring)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.eval_sides: set[int] = set()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            self.eval_sides.add(x.shape[-1])
+        return super().forward(x)
+
+
+def test_leave_one_family_out_scores_the_whole_image_not_the_training_crop() -> None:
+    """Trained on random 8 px crops of 16 px images, each row is calibrated and tested on the whole 16 px
+    image, as the deployed Detector scores it."""
+    train, val, test = _families(8, seed=1), _families(4, seed=2), _families(4, seed=3)
+    config = TrainConfig(lr=0.05, batch_size=16, max_epochs=1, blur_prob=0.0, jpeg_prob=0.0, crop=8, seed=4)
+    nets: list[SideRecordingNet] = []
+
+    def make_net() -> SideRecordingNet:
+        nets.append(SideRecordingNet())
+        return nets[-1]
+
+    rows = leave_one_family_out(make_net, train, val, test, config, log=lambda _: None)
+    assert [row.train.crop for row in rows] == [8, 8, 8]
+    # validation during training uses the training crop; calibration and the unseen families the whole image
+    assert [net.eval_sides for net in nets] == [{8, 16}] * 3
+    for net, row in zip(nets, rows, strict=True):
+        whole = score_function(net, temperature=row.temperature)
+        unseen = test.subset(sorted(row.unseen))
+        expected = detection_metrics(whole(unseen.images)[unseen.families == unseen.family_names[0]],
+                                     unseen.labels[unseen.families == unseen.family_names[0]])
+        assert row.unseen[unseen.family_names[0]]["ap"] == pytest.approx(expected["ap"], abs=1e-12)
+
+
 def test_format_table_renders_markdown() -> None:
     text = format_table([{"name": "a|b", "ap": 0.91234, "n": 3}, {"name": "c", "ap": None}], digits=2)
     assert text.splitlines() == [

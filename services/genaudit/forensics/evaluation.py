@@ -267,8 +267,10 @@ def leave_one_family_out(
     """Wang et al.'s generalization table: for each family f of ``data_train`` (sorted), a fresh
     ``make_net()`` (built under ``torch.manual_seed(config.seed)``) is trained with ``train_detector`` on
     f's training images and validated on f's validation images; T is fitted (``fit_temperature``) on the
-    logits of f's clean validation images (centre crops, no degradation, as the test images are); then
-    each family of ``data_test`` other than f is scored. ``mean_ap`` / ``mean_accuracy`` average over those
+    logits of f's clean validation images; then each family of ``data_test`` other than f is scored. Scoring
+    and calibration see the images as ``score_function`` without a crop does (the net's fixed input size, else
+    the largest multiple of 8 that fits, centred; no degradation): what the deployed ``Detector`` scores, not the
+    random training crop. ``mean_ap`` / ``mean_accuracy`` average over those
     unseen families only."""
     from genaudit.forensics.training import train_detector  # training imports this module's metrics
 
@@ -283,11 +285,12 @@ def leave_one_family_out(
             net = make_net()
         val = data_val.subset([family])
         result = train_detector(net, data_train.subset([family]), val, config, log=log)
-        logits = predict_logits(net, val.images, crop=result.crop, batch_size=config.batch_size, device=config.device)
+        # Scored as the deployed Detector scores: no resizing, the largest window the net takes (not the
+        # training crop).
+        test_crop = resolve_crop(net, val.images.shape[1], val.images.shape[2])
+        logits = predict_logits(net, val.images, crop=test_crop, batch_size=config.batch_size, device=config.device)
         temperature = fit_temperature(logits, val.labels)
-        score_fn = score_function(
-            net, temperature=temperature, crop=result.crop, batch_size=config.batch_size, device=config.device
-        )
+        score_fn = score_function(net, temperature=temperature, batch_size=config.batch_size, device=config.device)
         table = evaluate_by_family(score_fn, data_test.subset(unseen), threshold, batch_size=config.batch_size)
         table.pop("mean")
         rows.append(
