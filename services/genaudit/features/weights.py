@@ -82,16 +82,16 @@ def _missing_weights_error(space: FeatureSpace, settings: Settings) -> FailedPre
     )
 
 
-def _parse_s3_uri(uri: str) -> tuple[str, str]:
+def parse_s3_uri(uri: str) -> tuple[str, str]:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     if not bucket or not key:
         raise InvalidArgument(f"weights URI {uri!r} is not of the form s3://bucket/key")
     return bucket, key
 
 
-def _fetch_s3(uri: str, expected: str, settings: Settings, store: ObjectStore | None) -> Path:
+def fetch_s3(uri: str, expected: str, settings: Settings, store: ObjectStore | None) -> Path:
     """Local verified copy of ``uri`` in ``settings.weights_dir``, downloaded only when missing or stale."""
-    bucket, key = _parse_s3_uri(uri)
+    bucket, key = parse_s3_uri(uri)
     # Named after the expected hash: a stale or foreign file of the same name is never mistaken for it.
     local = Path(settings.weights_dir) / f"sha256-{expected[:16]}-{key.rsplit('/', 1)[-1]}"
     if local.is_file():
@@ -142,7 +142,7 @@ def resolve_weights(
             if not path.is_file():
                 raise _missing_weights_error(space, settings)
     elif weights.startswith("s3://"):
-        path = _fetch_s3(weights, expected, settings, store)
+        path = fetch_s3(weights, expected, settings, store)
     else:
         path = Path(weights).expanduser()
         if not path.is_file():

@@ -29,7 +29,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import load_file, save_file
 
 from genaudit.errors import FailedPrecondition, IntegrityError, InvalidArgument
-from genaudit.features.weights import _fetch_s3, _parse_s3_uri, normalize_expected_sha256, verify_sha256
+from genaudit.features.weights import fetch_s3, normalize_expected_sha256, parse_s3_uri, verify_sha256
 from genaudit.generators.safetensors_header import SafetensorsHeader, parse_header
 from genaudit.settings import Settings
 from genaudit.storage.base import ObjectStore
@@ -114,7 +114,7 @@ def _local_source(
         return data
     if isinstance(weights, str) and weights.startswith("s3://"):
         if expected is not None:
-            return _fetch_s3(weights, expected, settings, store)  # cached by hash, verified
+            return fetch_s3(weights, expected, settings, store)  # cached by hash, verified
         return _get_s3_bytes(weights, settings, store, max_bytes)
     path = Path(weights).expanduser()
     if not path.is_file():
@@ -126,7 +126,7 @@ def _local_source(
 
 def _get_s3_bytes(uri: str, settings: Settings, store: ObjectStore | None, max_bytes: int) -> bytes:
     """An unpinned object, read into memory (not cached: nothing identifies a stale copy) after a size check."""
-    bucket, key = _parse_s3_uri(uri)
+    bucket, key = parse_s3_uri(uri)
     if store is None:
         if not settings.s3_endpoint:
             raise FailedPrecondition(f"weights {uri} are on S3 but no S3 endpoint is configured (setting "

@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from genaudit.reports.plots import _plain_text
+from genaudit.reports.plots import plain_text
 from genaudit.reports.spectra_plots import figure_png
 
 _BINS = np.linspace(0.0, 1.0, 26)
@@ -26,7 +26,7 @@ def probability_histograms_png(
     for name, values, is_real in zip(names, probabilities, real, strict=True):
         weights = np.full(len(values), 1.0 / max(len(values), 1))
         ax.hist(values, bins=_BINS, weights=weights, histtype="step", linewidth=1.6,
-                linestyle="--" if is_real else "-", label=_plain_text(name) + (" (real)" if is_real else ""))
+                linestyle="--" if is_real else "-", label=plain_text(name) + (" (real)" if is_real else ""))
     ax.axvline(threshold, color="black", linewidth=1, label=f"threshold {threshold:.3g}")
     ax.set_xlim(0, 1)
     ax.set_xlabel("calibrated probability of being generated")

@@ -17,7 +17,7 @@ from genaudit.settings import Settings
 
 GALLERY_SIZE = 16
 
-_environment = jinja2.Environment(
+template_environment = jinja2.Environment(
     loader=jinja2.PackageLoader("genaudit.reports", "templates"),
     autoescape=True,  # every name, key and error message is user-controlled text
     undefined=jinja2.StrictUndefined,
@@ -36,8 +36,8 @@ def _percent(value: float) -> str:
     return "—" if math.isnan(value) else f"{100.0 * value:.1f}%"
 
 
-_environment.filters["number"] = _number
-_environment.filters["percent"] = _percent
+template_environment.filters["number"] = _number
+template_environment.filters["percent"] = _percent
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def render_metrics_report(
         {"row": _set_row(result), "galleries": _galleries(audit, result, thumbnails, gallery_size)}
         for result in audit.generated
     ]
-    return _environment.get_template("metrics_report.html.j2").render(
+    return template_environment.get_template("metrics_report.html.j2").render(
         title=title,
         audit=audit,
         frechet_label=audit.frechet_label,

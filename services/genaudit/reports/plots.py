@@ -49,7 +49,7 @@ def rarity_histograms_png(audit: MetricsAudit, n_bins: int = DEFAULT_BINS, dpi: 
         if not inside:
             ax.text(0.5, 0.5, "no sample inside\nthe real manifold", ha="center", va="center",
                     transform=ax.transAxes, color="#a33")
-        ax.set_title(_plain_text(result.name), fontsize=10)
+        ax.set_title(plain_text(result.name), fontsize=10)
         ax.set_xlabel(f"rarity score (k={audit.k})")
         ax.legend(fontsize=8, loc="upper right", frameon=False)
         ax.grid(axis="y", alpha=0.3)
@@ -59,7 +59,7 @@ def rarity_histograms_png(audit: MetricsAudit, n_bins: int = DEFAULT_BINS, dpi: 
     axes[0].set_xlim(edges[0], edges[-1])
     tallest = max((np.histogram(g.scored_rarity, bins=edges)[0].max() for g in sets), default=0)
     axes[0].set_ylim(0, max(tallest, 1) * 1.3)  # headroom: the legend never hides the tallest bar
-    figure.suptitle(f"Rarity against {_plain_text(audit.real_name)} in {audit.feature_space} space "
+    figure.suptitle(f"Rarity against {plain_text(audit.real_name)} in {audit.feature_space} space "
                     "(shared bins and axes)", fontsize=11)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
@@ -70,6 +70,6 @@ def _share(count: int, total: int) -> str:
     return f"{100.0 * count / total:.1f}%" if total else "n/a"
 
 
-def _plain_text(text: str) -> str:
+def plain_text(text: str) -> str:
     # A "$" pair would switch matplotlib to mathtext (and can fail to parse): show dollars literally.
     return text.replace("$", r"\$")

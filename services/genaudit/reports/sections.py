@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from genaudit.reports.html import _environment
+from genaudit.reports.html import template_environment
 from genaudit.reports.thumbnails import png_data_uri
 
 
@@ -54,6 +54,6 @@ def format_cell(value: Any) -> str:
 
 def render_sections_report(title: str, subtitle: str, sections: Sequence[Section]) -> str:
     """The HTML page: ``title``, a ``subtitle`` line, then each section in order."""
-    return _environment.get_template("sections_report.html.j2").render(
+    return template_environment.get_template("sections_report.html.j2").render(
         title=title, subtitle=subtitle, sections=sections, cell=format_cell,
     )

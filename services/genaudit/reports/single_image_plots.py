@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from genaudit.errors import InvalidArgument
-from genaudit.reports.plots import _plain_text
+from genaudit.reports.plots import plain_text
 from genaudit.reports.spectra_plots import figure_png
 
 HISTOGRAM_SIZE = (6.0, 3.6)  # inches
@@ -71,7 +71,7 @@ def copy_maps_png(
             top, left, bottom, right = region
             image_ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False,
                                          edgecolor=REGION_COLOR, linewidth=1.5))
-        image_ax.set_title(_plain_text(title), fontsize=9)
+        image_ax.set_title(plain_text(title), fontsize=9)
         image_ax.set_axis_off()
         shown = map_ax.imshow(distance, cmap="magma", vmin=0.0, vmax=high, interpolation="nearest")
         map_ax.set_title("nearest training patch, RMS distance", fontsize=9)

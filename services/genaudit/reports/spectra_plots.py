@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from genaudit.reports.plots import _plain_text
+from genaudit.reports.plots import plain_text
 
 _PANEL_IN = 2.6
 
@@ -37,8 +37,8 @@ def spectra_grid_png(names: Sequence[str], spectra: Sequence[np.ndarray], quanti
         shown = row[0].imshow(real, cmap="magma", vmin=low, vmax=high, interpolation="nearest")
         row[1].imshow(spectrum, cmap="magma", vmin=low, vmax=high, interpolation="nearest")
         difference = row[2].imshow(spectrum - real, cmap="RdBu_r", vmin=-spread, vmax=spread, interpolation="nearest")
-        row[0].set_title(_plain_text(names[0]) + " (real)", fontsize=9)
-        row[1].set_title(_plain_text(name), fontsize=9)
+        row[0].set_title(plain_text(names[0]) + " (real)", fontsize=9)
+        row[1].set_title(plain_text(name), fontsize=9)
         row[2].set_title("generated − real", fontsize=9)
         for ax in row:
             ax.set_xticks([])
@@ -59,7 +59,7 @@ def profiles_png(
     mean_ax, peak_ax = figure.subplots(1, 2)
     for index, (name, profile, peaks) in enumerate(zip(names, profiles, peak_profiles, strict=True)):
         style = {"color": "black", "linewidth": 2.0} if index == 0 else {"linewidth": 1.3}
-        label = _plain_text(name) + (" (real)" if index == 0 else "")
+        label = plain_text(name) + (" (real)" if index == 0 else "")
         mean_ax.plot(radius_nyquist, profile, label=label, **style)
         peak_ax.plot(radius_nyquist, peaks, label=label, **style)
     for ax, ylabel in ((mean_ax, "mean power (dB)"), (peak_ax, "annulus max − median (dB)")):

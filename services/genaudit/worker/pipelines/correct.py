@@ -48,9 +48,10 @@ from genaudit.units.interventions import generate
 from genaudit.units.rare import RareNeurons, rare_neurons, sequential_ablation
 from genaudit.units.statistics import compute_unit_statistics
 from genaudit.worker.context import JobProgress, WorkerContext
-from genaudit.worker.pipelines.embedding import EmbeddedDataset, embed_dataset, list_dataset_images
+from genaudit.worker.pipelines.dataset_images import list_dataset_images
+from genaudit.worker.pipelines.dataset_records import dataset_record, display_names
+from genaudit.worker.pipelines.embedding import EmbeddedDataset, embed_dataset
 from genaudit.worker.pipelines.json_values import finite_or_none
-from genaudit.worker.pipelines.metrics import _dataset_record, _display_names
 from genaudit.worker.pipelines.unit_jobs import (
     CSV_TYPE,
     HTML_TYPE,
@@ -99,7 +100,7 @@ def _low_realism(job: Job, ctx: WorkerContext, progress: JobProgress, staged: St
     preprocessing id and the dataset's display name."""
     spec = job.spec
     dataset_id = spec["real_dataset_id"]
-    names = _display_names(ctx, job.tenant, [dataset_id])  # NotFound for an unknown dataset
+    names = display_names(ctx, job.tenant, [dataset_id])  # NotFound for an unknown dataset
     objects = list_dataset_images(ctx, job.tenant, dataset_id)
     extractor = get_extractor(spec["feature_space"], ctx.settings.device, settings=ctx.settings, store=ctx.store)
     cache = FeatureCache(ctx.store, keys.feature_cache_prefix(job.tenant))
@@ -223,7 +224,7 @@ def run(job: Job, ctx: WorkerContext, progress: JobProgress) -> dict[str, str]:
         else:
             images = generate(generator, latents, batch_size=batch_size, check_cancelled=progress.check_cancelled)
             scores, real, preprocessing_id, names = _low_realism(job, ctx, progress, staged, images)
-            real_record = _dataset_record(names[real.dataset_id], real)
+            real_record = dataset_record(names[real.dataset_id], real)
             identity.update(preprocessing_id=preprocessing_id,
                             real=[real.dataset_id, names[real.dataset_id], real.content_hash])
     labels = label_flaws(scores)

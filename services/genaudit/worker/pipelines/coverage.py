@@ -43,9 +43,10 @@ from genaudit.units.mode_collapse import (
     frequency_bar_chart_png,
 )
 from genaudit.worker.context import JobProgress, WorkerContext
-from genaudit.worker.pipelines.embedding import EmbeddedDataset, embed_dataset, list_dataset_images
+from genaudit.worker.pipelines.dataset_images import list_dataset_images
+from genaudit.worker.pipelines.dataset_records import dataset_record, display_names
+from genaudit.worker.pipelines.embedding import EmbeddedDataset, embed_dataset
 from genaudit.worker.pipelines.json_values import finite_or_none
-from genaudit.worker.pipelines.metrics import _dataset_record, _display_names
 from genaudit.worker.pipelines.unit_jobs import (
     CSV_TYPE,
     HTML_TYPE,
@@ -105,7 +106,7 @@ def _examples_png(ctx: WorkerContext, real: EmbeddedDataset, examples: list[list
 def _set_record(name: str, embedded: EmbeddedDataset, frequencies: CategoryFrequencies) -> dict[str, Any]:
     under, over = ranked_clusters(frequencies)
     return {
-        **_dataset_record(name, embedded),
+        **dataset_record(name, embedded),
         "histogram_frechet_distance": frequencies.frechet_distance,
         "generated_share": frequencies.generated.tolist(),
         "relative": [finite_or_none(v) for v in frequencies.relative],
@@ -148,7 +149,7 @@ def _report(summary: dict[str, Any], figures: dict[str, bytes]) -> str:
 def run(job: Job, ctx: WorkerContext, progress: JobProgress) -> dict[str, str]:
     spec: dict[str, Any] = job.spec
     dataset_ids = [spec["real_dataset_id"], *spec["generated_dataset_ids"]]
-    names = _display_names(ctx, job.tenant, dataset_ids)  # NotFound for an unknown dataset
+    names = display_names(ctx, job.tenant, dataset_ids)  # NotFound for an unknown dataset
     with progress.stage("list"):
         listings = {d: list_dataset_images(ctx, job.tenant, d) for d in dataset_ids}
     total = sum(len(o) for o in listings.values())
@@ -199,7 +200,7 @@ def run(job: Job, ctx: WorkerContext, progress: JobProgress) -> dict[str, str]:
             "feature_dim": extractor.dim,
             "preprocessing_id": extractor.preprocessing_id,
             "kmeans": {"inertia": model.inertia, "iterations": model.iterations},
-            "real": {**_dataset_record(names[real.dataset_id], real), "cluster_share": real_share.tolist(),
+            "real": {**dataset_record(names[real.dataset_id], real), "cluster_share": real_share.tolist(),
                      "examples": [[real.image_keys[i] for i in members] for members in examples]},
             "generated": [_set_record(names[g.dataset_id], g, f) for g, f in records],
             "definitions": {

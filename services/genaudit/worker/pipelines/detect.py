@@ -38,10 +38,10 @@ from genaudit.reports.detection_plots import probability_histograms_png
 from genaudit.reports.sections import Figure, Section, Table, render_sections_report
 from genaudit.storage.base import ObjectInfo
 from genaudit.worker.context import JobProgress, WorkerContext
+from genaudit.worker.pipelines.dataset_images import DatasetReader, list_dataset_images
+from genaudit.worker.pipelines.dataset_records import display_names
 from genaudit.worker.pipelines.detector_models import LoadedDetector, load_detector
-from genaudit.worker.pipelines.embedding import _DatasetReader, list_dataset_images
 from genaudit.worker.pipelines.json_values import finite_or_none
-from genaudit.worker.pipelines.metrics import _display_names
 
 SUMMARY_FILE = "summary.json"
 PER_IMAGE_FILE = "per_image.csv"
@@ -76,7 +76,7 @@ def _score_set(
 ) -> ScoredSet:
     prefix = keys.dataset_images_prefix(progress.job.tenant, dataset_id)
     result = ScoredSet(dataset_id, name, is_real, n_listed=len(objects))
-    reader = _DatasetReader(ctx, progress, prefix, objects)
+    reader = DatasetReader(ctx, progress, prefix, objects)
     batch: list[tuple[str, Image.Image]] = []
 
     def flush() -> None:
@@ -128,7 +128,7 @@ def evaluate(sets: list[ScoredSet], threshold: float) -> dict[str, Any]:
             "generated": per_set}
 
 
-def _dataset_record(s: ScoredSet, threshold: float) -> dict[str, Any]:
+def dataset_record(s: ScoredSet, threshold: float) -> dict[str, Any]:
     flagged = int((s.scores >= threshold).sum())
     return {
         "dataset_id": s.dataset_id, "name": s.name, "role": REAL if s.is_real else "scored",
@@ -191,7 +191,7 @@ def _report(model: dict[str, Any], summary: dict[str, Any], sets: list[ScoredSet
 
 def run(job: Job, ctx: WorkerContext, progress: JobProgress) -> dict[str, str]:
     spec: dict[str, Any] = job.spec
-    names = _display_names(ctx, job.tenant, spec["dataset_ids"])  # NotFound for an unknown dataset
+    names = display_names(ctx, job.tenant, spec["dataset_ids"])  # NotFound for an unknown dataset
     with progress.stage("list"):
         listings = {d: list_dataset_images(ctx, job.tenant, d) for d in spec["dataset_ids"]}
     total = sum(len(o) for o in listings.values())
@@ -211,7 +211,7 @@ def run(job: Job, ctx: WorkerContext, progress: JobProgress) -> dict[str, str]:
         threshold = loaded.detector.threshold
         summary: dict[str, Any] = {
             "summary_version": SUMMARY_VERSION, "parameters": dict(spec), "model": model,
-            "datasets": [_dataset_record(s, threshold) for s in sets],
+            "datasets": [dataset_record(s, threshold) for s in sets],
         }
         if spec["real_dataset_ids"]:
             summary["evaluation"] = evaluate(sets, threshold)

@@ -1,6 +1,6 @@
 """Embedding one dataset in a feature space: the step every feature-based pipeline starts with.
 
-``list_dataset_images`` lists a dataset (keys and sizes only) and enforces the dataset limits;
+``dataset_images.list_dataset_images`` lists a dataset (keys and sizes only) and enforces the dataset limits;
 ``embed_dataset`` turns the listing into features. Images are streamed: fetched, hashed and decoded one at
 a time while ``extract_features`` consumes them batch by batch, so at most a couple of batches of decoded
 images are alive. A corrupt or oversize image is recorded (key and reason) and skipped; the dataset fails
@@ -18,19 +18,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from PIL import Image
 
 from genaudit.errors import FailedPrecondition, InvalidArgument, NotFound
 from genaudit.features import FeatureCache, FeatureExtractor, dataset_content_hash, extract_features
-from genaudit.images import ImageLimits, decode_image
+from genaudit.images import ImageLimits
 from genaudit.jobs import keys
 from genaudit.storage.base import ObjectInfo
-from genaudit.telemetry.metrics import IMAGES_PROCESSED
 from genaudit.worker.context import JobProgress, WorkerContext
+from genaudit.worker.pipelines.dataset_images import DatasetReader, unread_stand_in
 
 # called with the number of images of this dataset handled so far (decoded or skipped) and a message
 ReportImages = Callable[[int, str], None]
@@ -53,62 +52,6 @@ class EmbeddedDataset:
         return len(self.image_keys) + len(self.failures)
 
 
-def list_dataset_images(ctx: WorkerContext, tenant: str, dataset_id: str) -> list[ObjectInfo]:
-    """The image objects of a dataset in key order; InvalidArgument when it has none or too many."""
-    objects = list(ctx.store.list(keys.dataset_images_prefix(tenant, dataset_id)))
-    if not objects:
-        raise InvalidArgument(f"dataset {dataset_id} has no images")
-    if len(objects) > ctx.settings.max_images_per_dataset:
-        raise InvalidArgument(
-            f"dataset {dataset_id} has {len(objects)} images, more than the limit of "
-            f"{ctx.settings.max_images_per_dataset}"
-        )
-    return objects
-
-
-def _unread_stand_in(obj: ObjectInfo) -> str:
-    # an image over the size limit is never downloaded: its size and etag stand for its content
-    return hashlib.sha256(f"unread:{obj.size}:{obj.etag}".encode()).hexdigest()
-
-
-class _DatasetReader:
-    """Yields the decodable images of a listing in key order; remembers what it skipped and every hash."""
-
-    def __init__(self, ctx: WorkerContext, progress: JobProgress, prefix: str, objects: list[ObjectInfo]) -> None:
-        self._ctx = ctx
-        self._progress = progress
-        self._objects = objects
-        self._prefix = prefix
-        self._limits = ImageLimits.from_settings(ctx.settings)
-        self._job_type = str(progress.job.job_type)
-        self.decoded_keys: list[str] = []
-        self.failures: list[dict[str, str]] = []
-        self.content_hashes: list[tuple[str, str]] = []  # (name in the dataset, sha256 of the bytes)
-
-    def _skip(self, key: str, reason: str) -> None:
-        self.failures.append({"key": key, "reason": reason})
-        IMAGES_PROCESSED.labels(job_type=self._job_type, outcome="invalid").inc()
-
-    def images(self) -> Iterator[Image.Image]:
-        for obj in self._objects:
-            name = obj.key[len(self._prefix):]
-            with self._progress.stage("decode"):
-                if obj.size > self._limits.max_bytes:  # refused before it is downloaded
-                    self.content_hashes.append((name, _unread_stand_in(obj)))
-                    self._skip(obj.key, f"image of {obj.size} bytes exceeds the limit of {self._limits.max_bytes}")
-                    continue
-                data = self._ctx.store.get_bytes(obj.key)
-                self.content_hashes.append((name, hashlib.sha256(data).hexdigest()))
-                try:
-                    image = decode_image(data, self._limits)
-                except InvalidArgument as exc:
-                    self._skip(obj.key, exc.message)
-                    continue
-            self.decoded_keys.append(obj.key)
-            IMAGES_PROCESSED.labels(job_type=self._job_type, outcome="ok").inc()
-            yield image
-
-
 def _hash_listing(
     ctx: WorkerContext, progress: JobProgress, prefix: str, objects: list[ObjectInfo], check_every: int,
     report: ReportImages,
@@ -119,7 +62,7 @@ def _hash_listing(
     with progress.stage("hash"):
         for index, obj in enumerate(objects, start=1):
             oversize = obj.size > max_bytes
-            digest = _unread_stand_in(obj) if oversize else hashlib.sha256(ctx.store.get_bytes(obj.key)).hexdigest()
+            digest = unread_stand_in(obj) if oversize else hashlib.sha256(ctx.store.get_bytes(obj.key)).hexdigest()
             pairs.append((obj.key[len(prefix):], digest))
             if index % check_every == 0 or index == len(objects):
                 report(0, f"checking the feature cache: hashed {index}/{len(objects)} images")
@@ -198,7 +141,7 @@ def embed_dataset(
             report(len(objects), f"dataset {dataset_id}: {len(image_keys)} cached features")
             return EmbeddedDataset(dataset_id, features, image_keys, failures, expected_hash, cache_key, True)
 
-    reader = _DatasetReader(ctx, progress, prefix, objects)
+    reader = DatasetReader(ctx, progress, prefix, objects)
     total = len(objects)
 
     def after_batch(done: int) -> None:

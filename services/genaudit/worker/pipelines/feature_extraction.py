@@ -25,7 +25,8 @@ from genaudit.features import get_extractor
 from genaudit.jobs import keys
 from genaudit.jobs.models import Job
 from genaudit.worker.context import JobProgress, WorkerContext
-from genaudit.worker.pipelines.embedding import embed_dataset, list_dataset_images
+from genaudit.worker.pipelines.dataset_images import list_dataset_images
+from genaudit.worker.pipelines.embedding import embed_dataset
 
 FEATURES_FILE = "features.npy"
 INDEX_FILE = "index.json"

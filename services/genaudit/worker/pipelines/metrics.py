@@ -49,7 +49,9 @@ from genaudit.reports import (
 )
 from genaudit.storage.base import ObjectInfo
 from genaudit.worker.context import JobProgress, WorkerContext
-from genaudit.worker.pipelines.embedding import EmbeddedDataset, ReportImages, embed_dataset, list_dataset_images
+from genaudit.worker.pipelines.dataset_images import list_dataset_images
+from genaudit.worker.pipelines.dataset_records import dataset_record, display_names
+from genaudit.worker.pipelines.embedding import EmbeddedDataset, ReportImages, embed_dataset
 from genaudit.worker.pipelines.json_values import finite_or_none
 
 SUMMARY_FILE = "summary.json"
@@ -88,32 +90,12 @@ class _AuditProgress:
         self._steps_done += 1
 
 
-def _display_names(ctx: WorkerContext, tenant: str, dataset_ids: list[str]) -> dict[str, str]:
-    """Dataset id -> its record's name, made unique with the id where two datasets share a name."""
-    names = {dataset_id: ctx.records.get_dataset(tenant, dataset_id).name for dataset_id in dataset_ids}
-    taken = list(names.values())
-    return {d: name if taken.count(name) == 1 else f"{name} ({d})" for d, name in names.items()}
-
-
 def result_hash(job: Job, names: dict[str, str], embedded: list[EmbeddedDataset], preprocessing_id: str) -> str:
     identity = {
         "job_type": str(job.job_type), "spec": job.spec, "preprocessing_id": preprocessing_id,
         "datasets": [[e.dataset_id, names[e.dataset_id], e.content_hash] for e in embedded],
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-
-
-def _dataset_record(name: str, embedded: EmbeddedDataset) -> dict[str, Any]:
-    return {
-        "dataset_id": embedded.dataset_id,
-        "name": name,
-        "n_listed": embedded.listed,
-        "n_images": len(embedded.image_keys),
-        "n_failed": len(embedded.failures),
-        "failures": embedded.failures,
-        "content_hash": embedded.content_hash,
-        "feature_cache": {"key": embedded.cache_key, "hit": embedded.cache_hit},
-    }
 
 
 def _check_counts(spec: dict[str, Any], real: EmbeddedDataset, generated: list[EmbeddedDataset]) -> None:
@@ -178,7 +160,7 @@ def _summary(
         metrics = {key: finite_or_none(value) for key, value in result.summary.items()}
         for count in ("kid_subset_size", "n_in_manifold"):
             metrics[count] = int(result.summary[count])
-        sets.append({**_dataset_record(names[embedded.dataset_id], embedded), "metrics": metrics})
+        sets.append({**dataset_record(names[embedded.dataset_id], embedded), "metrics": metrics})
     return {
         "summary_version": SUMMARY_VERSION,  # no job id: results are content-addressed (see the manifest)
         "feature_space": extractor_name,
@@ -186,7 +168,7 @@ def _summary(
         "preprocessing_id": preprocessing_id,
         "frechet_is_fid": extractor_name == FID_SPACE,
         "parameters": dict(job.spec),
-        "real": _dataset_record(names[real.dataset_id], real),
+        "real": dataset_record(names[real.dataset_id], real),
         "generated": sets,
     }
 
@@ -215,7 +197,7 @@ def _embed_all(
 def run(job: Job, ctx: WorkerContext, progress: JobProgress) -> dict[str, str]:
     spec: dict[str, Any] = job.spec
     dataset_ids = [spec["real_dataset_id"], *spec["generated_dataset_ids"]]
-    names = _display_names(ctx, job.tenant, dataset_ids)  # NotFound for an unknown dataset
+    names = display_names(ctx, job.tenant, dataset_ids)  # NotFound for an unknown dataset
     with progress.stage("list"):
         listings = {d: list_dataset_images(ctx, job.tenant, d) for d in dataset_ids}
     n_sets = len(spec["generated_dataset_ids"])

@@ -16,7 +16,7 @@ from genaudit.errors import InvalidArgument, NotFound
 from genaudit.images import ImageLimits, decode_image
 from genaudit.jobs import keys
 from genaudit.worker.context import WorkerContext
-from genaudit.worker.pipelines.embedding import list_dataset_images
+from genaudit.worker.pipelines.dataset_images import list_dataset_images
 
 
 @dataclass(frozen=True)

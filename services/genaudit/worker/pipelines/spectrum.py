@@ -55,9 +55,9 @@ from genaudit.reports.sections import Figure, Section, Table, render_sections_re
 from genaudit.reports.spectra_plots import profiles_png, spectra_grid_png
 from genaudit.storage.base import ObjectInfo
 from genaudit.worker.context import JobProgress, WorkerContext
-from genaudit.worker.pipelines.embedding import _DatasetReader, list_dataset_images
+from genaudit.worker.pipelines.dataset_images import DatasetReader, list_dataset_images
+from genaudit.worker.pipelines.dataset_records import display_names
 from genaudit.worker.pipelines.json_values import finite_or_none
-from genaudit.worker.pipelines.metrics import _display_names
 
 SUMMARY_FILE = "summary.json"
 PER_IMAGE_FILE = "per_image.csv"
@@ -125,7 +125,7 @@ def _read_set(
     prefix = keys.dataset_images_prefix(tenant, dataset_id)
     result = SetSpectra(dataset_id, name, n_listed=len(objects))
     read = objects[: progress.job.spec["max_images"]]
-    reader = _DatasetReader(ctx, progress, prefix, read)
+    reader = DatasetReader(ctx, progress, prefix, read)
     device = resolve_device(ctx.settings.device)
     batch: list[np.ndarray] = []
 
@@ -272,7 +272,7 @@ def _npy(array: np.ndarray) -> bytes:
 def run(job: Job, ctx: WorkerContext, progress: JobProgress) -> dict[str, str]:
     spec: dict[str, Any] = job.spec
     dataset_ids = [spec["real_dataset_id"], *spec["generated_dataset_ids"]]
-    names = _display_names(ctx, job.tenant, dataset_ids)  # NotFound for an unknown dataset
+    names = display_names(ctx, job.tenant, dataset_ids)  # NotFound for an unknown dataset
     with progress.stage("list"):
         listings = {d: list_dataset_images(ctx, job.tenant, d) for d in dataset_ids}
     total = sum(min(len(o), spec["max_images"]) for o in listings.values())

@@ -54,9 +54,9 @@ from genaudit.jobs.models import Job
 from genaudit.reports.sections import Section, Table, render_sections_report
 from genaudit.storage.base import ObjectInfo
 from genaudit.worker.context import JobProgress, WorkerContext
-from genaudit.worker.pipelines.embedding import _DatasetReader, list_dataset_images
+from genaudit.worker.pipelines.dataset_images import DatasetReader, list_dataset_images
+from genaudit.worker.pipelines.dataset_records import display_names
 from genaudit.worker.pipelines.json_values import finite_or_none
-from genaudit.worker.pipelines.metrics import _display_names
 
 MODEL_NAME = "model"
 WEIGHTS_FILE = f"{MODEL_NAME}.safetensors"
@@ -99,7 +99,7 @@ def _load_set(
 ) -> LoadedSet:
     prefix = keys.dataset_images_prefix(progress.job.tenant, dataset_id)
     result = LoadedSet(dataset_id, name, label, len(objects), prefix)
-    reader = _DatasetReader(ctx, progress, prefix, objects)
+    reader = DatasetReader(ctx, progress, prefix, objects)
     for index, image in enumerate(reader.images(), start=1):
         key = reader.decoded_keys[-1]
         side = min(image.width, image.height)
@@ -231,7 +231,7 @@ def run(job: Job, ctx: WorkerContext, progress: JobProgress) -> dict[str, str]:
         net = build_detector_net(arch, config)
     needed = spec["crop"] or net.input_size or MIN_SIDE
     labelled_ids = [(d, REAL) for d in spec["real_dataset_ids"]] + [(d, FAKE) for d in spec["generated_dataset_ids"]]
-    names = _display_names(ctx, job.tenant, [d for d, _ in labelled_ids])  # NotFound for an unknown dataset
+    names = display_names(ctx, job.tenant, [d for d, _ in labelled_ids])  # NotFound for an unknown dataset
     with progress.stage("list"):
         listings = {d: list_dataset_images(ctx, job.tenant, d) for d, _ in labelled_ids}
     total = sum(len(o) for o in listings.values())
