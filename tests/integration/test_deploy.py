@@ -375,6 +375,23 @@ def test_dashboard_queries_read_only_genaudit_metrics_and_show_each() -> None:
     assert not not_shown, f"metrics without a panel: {not_shown}"
 
 
+def test_dashboard_panels_tile_the_24_column_grid_without_overlap() -> None:
+    """Every panel has an integer gridPos inside Grafana's 24 columns, ids are unique, and no two panels
+    cover the same cell (Grafana would silently push one down)."""
+    dashboard = json.loads((GRAFANA_DIR / "dashboards" / "genaudit.json").read_text())
+    cells: dict[tuple[int, int], str] = {}
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in dashboard["panels"]:
+        pos = panel["gridPos"]
+        assert all(isinstance(pos[k], int) and pos[k] >= 0 for k in ("x", "y", "w", "h")), (panel["title"], pos)
+        assert pos["w"] >= 1 and pos["h"] >= 1 and pos["x"] + pos["w"] <= 24, (panel["title"], pos)
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in cells, f"{panel['title']!r} overlaps {cells[(x, y)]!r}"
+                cells[(x, y)] = panel["title"]
+
+
 def test_dashboard_queries_parse_as_promql(tmp_path: Path) -> None:
     rules = {"groups": [{"name": "dashboard", "rules": [
         {"record": f"dashboard:panel_{i}", "expr": grafana_to_promql(expr)}

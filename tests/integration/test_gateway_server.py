@@ -404,6 +404,11 @@ def test_screen_returns_the_detector_verdict_for_each_image(gateway: Gateway) ->
     def screen(data: bytes) -> spb.ScreenResponse:
         return gateway.screening.Screen(spb.ScreenRequest(image=data, filename="x.png"), metadata=AUTH_A, timeout=20)
 
+    def count(label: str) -> float:
+        return REGISTRY.get_sample_value("genaudit_screen_verdicts_total", {"label": label}) or 0.0
+
+    before = {label: count(label) for label in ("generated", "real")}
+    batches_before = REGISTRY.get_sample_value("genaudit_screen_batch_images_sum") or 0.0
     threads: list[threading.Thread] = []
     replies: dict[int, spb.ScreenResponse] = {}
     for i, data in enumerate(images):
@@ -419,6 +424,10 @@ def test_screen_returns_the_detector_verdict_for_each_image(gateway: Gateway) ->
         assert reply.evidence["high_frequency_share"] == expected
         assert reply.label == (spb.SCREEN_LABEL_GENERATED if expected >= 0.5 else spb.SCREEN_LABEL_REAL)
         assert (reply.threshold, reply.model_version) == (0.5, "test-hf-energy-1")
+    n_generated = sum(reply.label == spb.SCREEN_LABEL_GENERATED for reply in replies.values())
+    assert count("generated") - before["generated"] == n_generated
+    assert count("real") - before["real"] == len(images) - n_generated
+    assert (REGISTRY.get_sample_value("genaudit_screen_batch_images_sum") or 0.0) - batches_before == len(images)
     code, details = code_of(lambda: screen(bomb_png()))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "max_image_pixels" in details
     assert code_of(lambda: screen(b"not an image"))[0] == grpc.StatusCode.INVALID_ARGUMENT

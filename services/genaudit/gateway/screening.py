@@ -27,6 +27,7 @@ from typing import Protocol, runtime_checkable
 from PIL import Image
 
 from genaudit.errors import GenauditError, InvalidArgument, ResourceExhausted, Unavailable
+from genaudit.telemetry.metrics import SCREEN_BATCH_SIZE
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +201,7 @@ class MicroBatcher:
             batch = self._collect(first)
             if not batch:
                 continue
+            SCREEN_BATCH_SIZE.observe(len(batch))
             try:
                 verdicts = self.screener.screen_batch([p.image for p in batch])
                 if len(verdicts) != len(batch):

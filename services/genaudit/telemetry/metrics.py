@@ -29,6 +29,16 @@ SCREEN_LATENCY = Histogram(
     "genaudit_screen_latency_seconds", "Latency of one Screen call, queueing and batching included.",
     buckets=_LATENCY_BUCKETS,
 )
+# Images per micro-batch: 1 when calls arrive alone, up to the batcher's max_batch under load.
+SCREEN_BATCH_SIZE = Histogram(
+    "genaudit_screen_batch_images", "Images scored together in one micro-batch of Screen calls.",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+# A drift in the share labelled generated is what a screening team watches (new generator, broken client).
+SCREEN_VERDICTS = Counter(
+    "genaudit_screen_verdicts_total", "Screen calls answered with a verdict, by label at the operating threshold.",
+    ["label"],
+)
 QUEUE_DEPTH = Gauge(
     "genaudit_queue_depth", "Messages waiting in a worker queue.", ["queue"], multiprocess_mode="max",
 )

@@ -10,7 +10,7 @@ from genaudit.errors import FailedPrecondition, InvalidArgument
 from genaudit.gateway.context import GatewayContext
 from genaudit.gateway.screening import ModelInfo, ScreenImage
 from genaudit.images import decode_image, probe_image
-from genaudit.telemetry.metrics import SCREEN_LATENCY
+from genaudit.telemetry.metrics import SCREEN_LATENCY, SCREEN_VERDICTS
 
 
 class ScreeningServicer(screening_pb2_grpc.ScreeningServiceServicer):
@@ -35,6 +35,7 @@ class ScreeningServicer(screening_pb2_grpc.ScreeningServiceServicer):
             verdict = batcher.screen(ScreenImage(request.image, image), timeout_s=context.time_remaining())
             model = verdict.model or ModelInfo(batcher.screener.version, batcher.screener.threshold)
             generated = verdict.probability_generated >= model.threshold
+            SCREEN_VERDICTS.labels(label="generated" if generated else "real").inc()
             return pb.ScreenResponse(
                 probability_generated=verdict.probability_generated,
                 label=pb.SCREEN_LABEL_GENERATED if generated else pb.SCREEN_LABEL_REAL,
