@@ -20,7 +20,6 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from genaudit.cli import app
-from genaudit.cli.grpc_client import ClientError
 from genaudit.cli.job_specs import build_spec, job_type_names
 from genaudit.gateway.auth import hash_api_key
 from genaudit.gateway.context import GatewayContext, build_context
@@ -28,6 +27,7 @@ from genaudit.gateway.server import GatewayServer, build_server
 from genaudit.jobs.datasets import commit_dataset
 from genaudit.jobs.keys import dataset_image_key
 from genaudit.settings import Settings
+from tests.fixtures.redis import free_port
 from tests.integration.test_gateway_server import png as random_png
 from tests.unit.test_gateway_screening import HighFrequencyTestScreener
 
@@ -72,6 +72,12 @@ def _settings(tmp_path: Path) -> Settings:
     )
 
 
+def _on_s3(settings: Settings, s3: Settings) -> Settings:
+    """``settings`` with the object store of the S3 fixture."""
+    return dataclasses.replace(settings, **{f: getattr(s3, f) for f in (
+        "s3_endpoint", "s3_access_key", "s3_secret_key", "s3_region", "s3_bucket", "s3_secure")})
+
+
 @pytest.fixture
 def start_gateway(tmp_path: Path) -> Iterator[Callable[[Settings], CliGateway]]:
     started: list[GatewayServer] = []
@@ -97,9 +103,7 @@ def gateway(request: pytest.FixtureRequest, start_gateway: Callable[[Settings], 
             tmp_path: Path) -> CliGateway:
     settings = _settings(tmp_path)
     if request.param == "s3":
-        s3: Settings = request.getfixturevalue("s3_settings")
-        settings = dataclasses.replace(settings, **{f: getattr(s3, f) for f in (
-            "s3_endpoint", "s3_access_key", "s3_secret_key", "s3_region", "s3_bucket", "s3_secure")})
+        settings = _on_s3(settings, request.getfixturevalue("s3_settings"))
     return start_gateway(settings)
 
 
@@ -119,7 +123,7 @@ def photo_folder(root: Path) -> dict[str, bytes]:
 # --- the whole flow, on both stores -------------------------------------------------------------------------
 
 
-def test_upload_submit_watch_fetch(gateway: CliGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_upload_submit_watch_fetch(gateway: CliGateway, tmp_path: Path) -> None:
     presigned = gateway.ctx.settings.s3_endpoint != ""
     valid = photo_folder(tmp_path / "photos")
 
@@ -171,14 +175,33 @@ def test_upload_submit_watch_fetch(gateway: CliGateway, tmp_path: Path, monkeypa
     missing = gateway.run("results", "fetch", job_id, "nope", "--out", str(tmp_path / "x"))
     assert missing.exit_code == 2 and "no artifact 'nope'" in missing.stderr
 
-    if presigned:  # an object store this machine cannot reach: the artifact comes through the gateway
-        def unreachable(url: str, sink_factory: object, what: str) -> None:
-            raise ClientError(f"{what} failed: [Errno 111] Connection refused")
 
-        monkeypatch.setattr("genaudit.cli.downloads.http_get_to", unreachable)
-        again = gateway.json("results", "fetch", job_id, "features", "--out", str(tmp_path / "fallback"))
-        assert again["features"]["via"] == "stream"
-        assert (tmp_path / "fallback" / "features.npy").read_bytes() == (out / "features.npy").read_bytes()
+def test_an_unreachable_object_store_falls_back_to_the_gateway(
+        start_gateway: Callable[[Settings], CliGateway], s3_settings: Settings, tmp_path: Path) -> None:
+    """The gateway signs its URLs for a public endpoint nobody listens on (a real refused connection): the
+    upload streams through UploadImages instead and the download through FetchArtifact, with the same bytes."""
+    closed = f"127.0.0.1:{free_port()}"
+    settings = dataclasses.replace(_on_s3(_settings(tmp_path), s3_settings), s3_public_endpoint=closed)
+    gateway = start_gateway(settings)
+    valid = photo_folder(tmp_path / "photos")
+    upload = gateway.ok("datasets", "upload", str(tmp_path / "photos"), "--name", "photos", "--json")
+    report = json.loads(upload.stdout)
+    assert report["method"] == "stream"
+    assert "unreachable" in upload.stderr and closed in gateway.ctx.store.presigned_put_url("k", 60)
+    assert sorted(a["filename"] for a in report["accepted"]) == sorted(valid)
+    assert [(r["filename"], r["reason"]) for r in report["rejected"]] == [("corrupt.png", "invalid image")]
+    dataset = report["dataset"]
+    assert int(dataset["image_count"]) == 3
+    for name, data in valid.items():
+        assert gateway.ctx.store.get_bytes(dataset_image_key("acme", dataset["id"], name)) == data
+
+    job_id = gateway.ok("jobs", "submit", "feature_extraction", "--set", f"dataset_id={dataset['id']}",
+                        "--watch").stdout.strip().splitlines()[0]
+    [features] = [a for a in gateway.json("results", "list", job_id)["artifacts"] if a["name"] == "features"]
+    assert closed in features["download_url"]
+    fetched = gateway.json("results", "fetch", job_id, "features", "--out", str(tmp_path / "out"))
+    assert fetched["features"]["via"] == "stream"
+    assert Path(fetched["features"]["path"]).read_bytes() == gateway.ctx.store.get_bytes(features["key"])
 
 
 # --- errors -------------------------------------------------------------------------------------------------

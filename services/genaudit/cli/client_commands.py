@@ -100,7 +100,7 @@ def datasets_upload(
     """Upload the images of FOLDER (presigned URLs, else the UploadImages stream) and print the dataset id."""
     from genaudit.cli.audit import image_files
     from genaudit.cli.grpc_client import err_console, print_json, rpc_errors, say, to_dict
-    from genaudit.cli.uploads import PRESIGNED, plan_files, reason_label, upload_files
+    from genaudit.cli.uploads import PRESIGNED, PRESIGNED_THEN_STREAM, plan_files, reason_label, upload_files
 
     if dataset and name:
         raise typer.BadParameter("give --dataset (an existing one) or --name (a new one), not both")
@@ -111,7 +111,8 @@ def datasets_upload(
         dataset_id = _target_dataset(stubs, conn, dataset, name or folder.name or "dataset")
         report = upload_files(stubs, conn.metadata, dataset_id, files, err_console)
     report.rejected[:0] = rejected_here
-    path = "presigned URLs" if report.method == PRESIGNED else "the UploadImages stream"
+    path = {PRESIGNED: "presigned URLs", PRESIGNED_THEN_STREAM: "presigned URLs, then the UploadImages stream"}.get(
+        report.method, "the UploadImages stream")
     stored = sum(a.size_bytes for a in report.accepted)
     say(f"uploaded through {path}: {len(report.accepted)} accepted ({stored} bytes), {len(report.rejected)} rejected")
     for r in report.rejected:

@@ -2,7 +2,8 @@
 
 The client talks to the object store only through URLs the gateway signed, so it needs no S3 client and
 no credentials; urllib is enough. Transient failures (connection errors, HTTP 5xx) are retried a few
-times; anything else is a ClientError naming the object-store error code.
+times; then a store that cannot be reached is StoreUnreachable, and an HTTP error a ClientError naming the
+object-store error code.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ HTTP_TIMEOUT_S = 120.0
 ATTEMPTS = 3
 COPY_CHUNK = 1024 * 1024
 _S3_CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
+
+
+class StoreUnreachable(ClientError):
+    """The object store behind a presigned URL could not be reached (connection refused, DNS, timeout) after
+    the retries: the gateway may still carry the bytes itself."""
 
 
 def transfer_progress(console: Console) -> Progress:
@@ -59,7 +65,7 @@ def _retrying(what: str, action: Callable[[], None]) -> None:
         except (urllib.error.URLError, OSError) as exc:
             if attempt == ATTEMPTS:
                 reason = getattr(exc, "reason", exc)
-                raise ClientError(f"{what} failed: {reason}") from None
+                raise StoreUnreachable(f"{what} failed: {reason}") from None
         time.sleep(0.2 * 2 ** attempt)
 
 

@@ -5,7 +5,10 @@ CommitDataset. A presigned PUT bypasses the gateway's image checks, so each file
 with the same header-only probe (format, byte and pixel limits from GENAUDIT_MAX_IMAGE_* or their
 defaults, the server's defaults too): a file the gateway would refuse is reported as rejected and
 never uploaded. Where the store has no URLs (GetUploadUrls answers FAILED_PRECONDITION, the embedded
-local store) the files go through the chunked UploadImages stream, and the gateway does the checking.
+local store) the files go through the chunked UploadImages stream, and the gateway does the checking. Where
+the URLs point at a store this machine cannot reach (a private endpoint, a firewall), the files not yet
+uploaded go through the stream too; the report's method is then "presigned+stream", or "stream" when no PUT
+got through.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from rich.progress import Progress, TaskID
 
 from genaudit.api.v1 import datasets_pb2 as dpb
 from genaudit.cli.grpc_client import UNARY_TIMEOUT_S, ClientError, Stubs, say
-from genaudit.cli.transfer import http_put, transfer_progress
+from genaudit.cli.transfer import StoreUnreachable, http_put, transfer_progress
 from genaudit.errors import InvalidArgument
 from genaudit.images import ImageLimits, probe_image
 from genaudit.jobs.datasets import safe_object_name
@@ -31,7 +34,7 @@ Reason = dpb.RejectionReason
 URL_BATCH = 100  # file names per GetUploadUrls (the server allows 1000); URLs are fetched as needed
 PUT_THREADS = 4
 STREAM_CHUNK = 512 * 1024  # well under the gateway's message limit, few messages per typical image
-PRESIGNED, STREAM = "presigned", "stream"
+PRESIGNED, STREAM, PRESIGNED_THEN_STREAM = "presigned", "stream", "presigned+stream"
 
 
 @dataclass(frozen=True)
@@ -139,20 +142,50 @@ class _Uploader:
         self.report.method = PRESIGNED
         self._start_bar("upload (presigned)", files)
         results: dict[str, dpb.AcceptedImage | dpb.RejectedImage] = {}
+        unreachable: StoreUnreachable | None = None
         with ThreadPoolExecutor(max_workers=PUT_THREADS, thread_name_prefix="genaudit-put") as pool:
             for start in range(0, len(files), URL_BATCH):
                 batch = files[start:start + URL_BATCH]
                 urls = first_urls if start == 0 else self.urls([f.name for f in batch])
                 futures = [(f, pool.submit(_put, f, url, self.limits)) for f, url in zip(batch, urls, strict=True)]
                 for file, future in futures:
-                    results[file.name] = future.result()  # a failed transfer raises ClientError here
+                    if future.cancelled():
+                        continue
+                    try:
+                        results[file.name] = future.result()  # any other failed transfer raises ClientError
+                    except StoreUnreachable as exc:
+                        # Every PUT goes to the same store: stop starting more (each would wait out its retries).
+                        unreachable = unreachable or exc
+                        for _, pending in futures:
+                            pending.cancel()
+                        continue
                     self._file_done(file.size)
-        for file in files:  # reported in folder order, like the stream's report
-            result = results[file.name]
-            (self.report.accepted if isinstance(result, dpb.AcceptedImage) else self.report.rejected).append(result)
+                if unreachable is not None:
+                    break
+        if unreachable is not None:
+            self._fall_back_to_stream(files, results, unreachable)
+            return
+        self._record(files, results)
         self.report.dataset = self.stubs.datasets.CommitDataset(
             dpb.CommitDatasetRequest(dataset_id=self.dataset_id), metadata=self.metadata,
             timeout=UNARY_TIMEOUT_S).dataset
+
+    def _record(self, files: list[LocalFile], results: dict[str, dpb.AcceptedImage | dpb.RejectedImage]) -> None:
+        for file in files:  # reported in folder order, like the stream's report
+            result = results[file.name]
+            (self.report.accepted if isinstance(result, dpb.AcceptedImage) else self.report.rejected).append(result)
+
+    def _fall_back_to_stream(self, files: list[LocalFile], results: dict[str, dpb.AcceptedImage | dpb.RejectedImage],
+                             unreachable: StoreUnreachable) -> None:
+        """Stream the files no PUT stored; the ones a PUT stored (or the probe rejected) keep their result."""
+        done = [f for f in files if f.name in results]
+        rest = [f for f in files if f.name not in results]
+        say(f"{unreachable}: the object store is unreachable from here, streaming {len(rest)} files through "
+            "UploadImages instead")
+        self._record(done, results)
+        pushed = any(isinstance(results[f.name], dpb.AcceptedImage) for f in done)
+        self.stream(rest)  # its reply's dataset counts every stored image, the PUT ones included
+        self.report.method = PRESIGNED_THEN_STREAM if pushed else STREAM
 
     def _messages(self, files: list[LocalFile]) -> Iterator[dpb.UploadImagesRequest]:
         # Runs on a grpc thread: never raises (that would cancel the call); local problems become rejections.
