@@ -44,9 +44,11 @@ protos: venv
 bench: venv
 	$(BIN)/python benchmarks/bench_metrics_cpu.py
 
-# On a GPU machine: rarity+PRDC at N = 50k/200k vs the matmul ceiling, extraction throughput vs forward.
+# On a GPU machine: rarity+PRDC at N = 50k/200k vs the matmul ceiling, extraction throughput vs forward,
+# batch detection images/s vs the detector nets' forward.
 bench-gpu: venv
 	$(BIN)/python benchmarks/bench_gpu.py
+	$(BIN)/python benchmarks/bench_detect.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
