@@ -20,14 +20,14 @@ random weights made here (throughput does not depend on their values). On CUDA e
 from __future__ import annotations
 
 import argparse
-import io
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from genaudit.data.offline_photos import load_photos, random_crops
 from genaudit.forensics.detector import Detector
 from genaudit.forensics.detector_recipes import RECIPES
 from genaudit.forensics.detectors.registry import build_detector_net
@@ -35,15 +35,8 @@ from genaudit.forensics.evidence import batch_spectral_evidence
 from genaudit.images import ImageLimits, decode_image
 from genaudit.settings import Settings
 
-
-def photo_pngs(side: int, count: int) -> list[bytes]:
-    """``count`` PNG crops of the offline photos, ``side`` px square (what a dataset of generated images holds)."""
-    out = []
-    for _, crop in random_crops(load_photos(), count, side, seed=side):
-        buffer = io.BytesIO()
-        crop.save(buffer, format="PNG")
-        out.append(buffer.getvalue())
-    return out
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_screen import photos_png
 
 
 def synchronize(device: torch.device) -> None:
@@ -114,7 +107,7 @@ def main() -> None:
     print("| arch | side | batch | e2e img/s | net+evidence img/s | net img/s | e2e / net |")
     print("|---|---|---|---|---|---|---|")
     for side in (int(s) for s in args.sides.split(",")):
-        pngs = photo_pngs(side, args.images)
+        pngs = photos_png(side, args.images)
         for batch in (int(b) for b in args.batches.split(",")):
             for arch in args.archs.split(","):
                 rates = bench_arch(arch, pngs, batch, device, args.repeats)
