@@ -102,7 +102,7 @@ def center_crop(img: ImageInput, crop: int) -> np.ndarray:
     return array[top : top + crop, left : left + crop].copy()
 
 
-def _check_probabilities(transform: TrainAugment | ValTransform) -> None:
+def _check_transform(transform: TrainAugment | ValTransform) -> None:
     for name in ("blur_prob", "jpeg_prob"):
         if not 0 <= getattr(transform, name) <= 1:
             raise InvalidArgument(f"{name} must be in [0, 1], got {getattr(transform, name)}")
@@ -123,7 +123,7 @@ class TrainAugment:
     jpeg_prob: float = 0.5
 
     def __post_init__(self) -> None:
-        _check_probabilities(self)
+        _check_transform(self)
 
     def __call__(self, img: ImageInput, rng: np.random.Generator) -> np.ndarray:
         array = as_rgb_array(img)
@@ -159,7 +159,7 @@ class ValTransform:
     jpeg_prob: float = 0.5
 
     def __post_init__(self) -> None:
-        _check_probabilities(self)
+        _check_transform(self)
 
     def __call__(self, img: ImageInput, rng: np.random.Generator) -> np.ndarray:
         array = as_rgb_array(img)
