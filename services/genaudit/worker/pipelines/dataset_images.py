@@ -30,7 +30,8 @@ def list_dataset_images(ctx: WorkerContext, tenant: str, dataset_id: str) -> lis
 
 
 def unread_stand_in(obj: ObjectInfo) -> str:
-    # an image over the size limit is never downloaded: its size and etag stand for its content
+    """The content hash of an image over the size limit, which is never downloaded: its size and etag stand
+    for its content."""
     return hashlib.sha256(f"unread:{obj.size}:{obj.etag}".encode()).hexdigest()
 
 

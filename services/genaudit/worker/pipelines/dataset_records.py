@@ -16,6 +16,8 @@ def display_names(ctx: WorkerContext, tenant: str, dataset_ids: list[str]) -> di
 
 
 def dataset_record(name: str, embedded: EmbeddedDataset) -> dict[str, Any]:
+    """The summary's entry of one embedded dataset: counts, skipped images with their reasons, content hash and
+    feature-cache use."""
     return {
         "dataset_id": embedded.dataset_id,
         "name": name,
