@@ -270,8 +270,7 @@ def leave_one_family_out(
     logits of f's clean validation images; then each family of ``data_test`` other than f is scored. Scoring
     and calibration see the images as ``score_function`` without a crop does (the net's fixed input size, else
     the largest multiple of 8 that fits, centred; no degradation): what the deployed ``Detector`` scores, not the
-    random training crop. ``mean_ap`` / ``mean_accuracy`` average over those
-    unseen families only."""
+    random training crop. ``mean_ap`` / ``mean_accuracy`` average over those unseen families only."""
     from genaudit.forensics.training import train_detector  # training imports this module's metrics
 
     rows = []
