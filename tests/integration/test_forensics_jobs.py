@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import scipy.fft
 from PIL import Image
+from scipy.special import expit
 
 from genaudit.data.offline_photos import load_photos, random_crops
 from genaudit.jobs import MemoryRecordStore, keys
@@ -306,8 +307,9 @@ def test_detect_with_the_trained_model_matches_the_detector_and_sklearn(
         image_keys = [k for k in _listed(ctx, dataset_id) if "/zz_" not in k]
         assert [r["image_key"] for r in set_rows] == image_keys
         assert all(r["image_key"].endswith("/" + r["file"]) for r in set_rows)
-        expected = detector.probabilities(_images(ctx, image_keys))
-        np.testing.assert_allclose([float(r["probability"]) for r in set_rows], expected, rtol=1e-5, atol=1e-7)
+        expected = detector.log_odds(_images(ctx, image_keys))
+        np.testing.assert_allclose([float(r["log_odds"]) for r in set_rows], expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose([float(r["probability"]) for r in set_rows], expit(expected), rtol=1e-5, atol=1e-7)
         record = next(d for d in summary["datasets"] if d["dataset_id"] == dataset_id)
         flagged = sum(r["label"] == "generated" for r in set_rows)
         assert record["labels"] == {"generated": flagged, "real": len(set_rows) - flagged}
@@ -318,13 +320,16 @@ def test_detect_with_the_trained_model_matches_the_detector_and_sklearn(
     assert skipped[other_id] == ["image 40x40 is smaller than 64x64, the smallest this detector scores"]
 
     # evaluation: the generated set against all real images, recomputed with scikit-learn from the CSV
+    # (rankings on the log-odds, decisions on the probabilities)
     (evaluated,) = summary["evaluation"]["generated"]
+    real_z = np.array([float(r["log_odds"]) for d in (real_id, other_id) for r in by_set[d]])
+    fake_z = np.array([float(r["log_odds"]) for r in by_set[fake_id]])
     real_p = np.array([float(r["probability"]) for d in (real_id, other_id) for r in by_set[d]])
     fake_p = np.array([float(r["probability"]) for r in by_set[fake_id]])
-    y, p = np.r_[np.zeros(real_p.size), np.ones(fake_p.size)], np.r_[real_p, fake_p]
+    y, z, p = np.r_[np.zeros(real_z.size), np.ones(fake_z.size)], np.r_[real_z, fake_z], np.r_[real_p, fake_p]
     predicted = p >= detector.threshold
-    fpr, tpr, _ = roc_curve(y, p, drop_intermediate=False)
-    expected = {"ap": average_precision_score(y, p), "auc": roc_auc_score(y, p),
+    fpr, tpr, _ = roc_curve(y, z, drop_intermediate=False)
+    expected = {"ap": average_precision_score(y, z), "auc": roc_auc_score(y, z),
                 "accuracy": accuracy_score(y, predicted), "real_accuracy": recall_score(y, predicted, pos_label=0),
                 "fake_accuracy": recall_score(y, predicted), "tpr_at_1pct_fpr": tpr[fpr <= 0.01].max()}
     assert evaluated["dataset_id"] == fake_id and evaluated["metrics"]["n_real"] == 22

@@ -43,7 +43,7 @@ def freqnet_detector() -> Detector:
     return Detector(net, "freqnet", SMALL_FREQNET, temperature=2.5, threshold=0.8, version="test-1")
 
 
-def test_probabilities_are_sigmoid_of_logit_over_temperature(freqnet_detector: Detector) -> None:
+def test_log_odds_are_logit_over_temperature_and_probabilities_their_sigmoid(freqnet_detector: Detector) -> None:
     images = [_photo(48, 40, seed) for seed in range(4)]
     logits = freqnet_detector.logits(images)
     with torch.no_grad():
@@ -52,6 +52,10 @@ def test_probabilities_are_sigmoid_of_logit_over_temperature(freqnet_detector: D
     np.testing.assert_allclose(logits, direct.double().numpy(), rtol=1e-5, atol=1e-6)
     by_hand = [1.0 / (1.0 + math.exp(-value / 2.5)) for value in logits]
     np.testing.assert_allclose(freqnet_detector.probabilities(images), by_hand, rtol=1e-12)
+    np.testing.assert_allclose(freqnet_detector.log_odds(images), [value / 2.5 for value in logits], rtol=1e-12)
+    log_odds, evidence = freqnet_detector.score_batch(images)
+    np.testing.assert_allclose(log_odds, logits / 2.5, rtol=1e-12)
+    assert len(evidence) == len(images)
     assert logits.std() > 0  # distinct images, distinct scores: the comparison above is not trivial
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy.special import expit
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -46,11 +47,11 @@ def test_metrics_equal_sklearn_on_scores_with_ties(seed: int) -> None:
     n = int(rng.integers(150, 400))
     labels = (rng.random(n) < rng.uniform(0.2, 0.8)).astype(np.int64)
     labels[:2] = (0, 1)
-    # few distinct values and a shift for fakes: ties within and across classes
-    scores = np.round(np.clip(rng.normal(0.4 + 0.2 * labels, 0.25), 0, 1), int(rng.integers(1, 3)))
-    threshold = float(rng.choice([0.5, 0.3, scores[5]]))  # also a threshold equal to a score
+    # log-odds with few distinct values and a shift for fakes: ties within and across classes
+    scores = np.round(rng.normal(-0.5 + 1.0 * labels, 1.5), int(rng.integers(0, 2)))
+    threshold = float(rng.choice([0.5, 0.3, expit(scores[5])]))  # a probability, also one equal to a score's
     m = detection_metrics(scores, labels, threshold)
-    predicted = (scores >= threshold).astype(np.int64)
+    predicted = (expit(scores) >= threshold).astype(np.int64)
     assert m["ap"] == pytest.approx(average_precision_score(labels, scores), abs=1e-12)
     assert m["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
     assert m["accuracy"] == pytest.approx(accuracy_score(labels, predicted), abs=1e-12)
@@ -68,6 +69,20 @@ def test_tpr_at_1pct_fpr_on_continuous_scores() -> None:
     m = detection_metrics(scores, labels)
     assert m["tpr_at_1pct_fpr"] == pytest.approx(_sklearn_tpr_at_fpr(labels, scores, 0.01), abs=1e-12)
     assert 0.05 < m["tpr_at_1pct_fpr"] < 0.6
+
+
+def test_rankings_keep_the_order_of_log_odds_whose_probabilities_round_to_one() -> None:
+    # A net calibrated to a small T puts a whole unseen family far above 36.7 in log-odds, where sigmoid is
+    # exactly 1.0 in float64: the probabilities tie, the log-odds keep the order.
+    rng = np.random.default_rng(3)
+    labels = np.r_[np.zeros(300, dtype=np.int64), np.ones(300, dtype=np.int64)]
+    log_odds = np.r_[rng.uniform(40, 400, 300), rng.uniform(200, 600, 300)]
+    assert (expit(log_odds) == 1.0).all()
+    m = detection_metrics(log_odds, labels, 0.5)
+    assert m["ap"] == pytest.approx(average_precision_score(labels, log_odds), abs=1e-12)
+    assert m["auc"] == pytest.approx(roc_auc_score(labels, log_odds), abs=1e-12)
+    assert m["auc"] > 0.8 and average_precision_score(labels, expit(log_odds)) == 0.5
+    assert m["real_accuracy"] == 0.0 and m["fake_accuracy"] == 1.0  # every probability is 1 >= 0.5
 
 
 def test_metrics_need_both_classes() -> None:
@@ -92,9 +107,9 @@ def _families(n_per_class: int, size: int = 16, seed: int = 0) -> LabelledImages
 
 
 def _max_channel_score(images: np.ndarray) -> np.ndarray:
-    """A hand-made detector: how far the brightest channel mean sits above the others."""
+    """A hand-made detector's log-odds: how far the brightest channel mean sits above the others."""
     means = images.astype(np.float64).mean(axis=(1, 2)) / 255.0
-    return 1.0 / (1.0 + np.exp(-40 * (means.max(axis=1) - np.median(means, axis=1) - 0.1)))
+    return 40 * (means.max(axis=1) - np.median(means, axis=1) - 0.1)
 
 
 def test_evaluate_by_family_scores_each_family_against_its_own_reals() -> None:
@@ -131,7 +146,7 @@ def test_robustness_curves_score_perturbed_images() -> None:
     assert curves["blur"][0][1] == clean
 
 
-def test_predict_logits_and_score_function_use_centre_crops() -> None:
+def test_predict_logits_and_score_function_log_odds_use_centre_crops() -> None:
     torch.manual_seed(0)
     net = ChannelNet()
     net.input_size = 8
@@ -140,8 +155,7 @@ def test_predict_logits_and_score_function_use_centre_crops() -> None:
     with torch.no_grad():
         expected = net(crops).double().numpy()
     np.testing.assert_allclose(predict_logits(net, images, crop=8, batch_size=5), expected, rtol=1e-6)
-    probabilities = score_function(net, temperature=2.0)(images)
-    np.testing.assert_allclose(probabilities, 1 / (1 + np.exp(-expected / 2.0)), rtol=1e-6)
+    np.testing.assert_allclose(score_function(net, temperature=2.0)(images), expected / 2.0, rtol=1e-6)
     assert net.training  # the net's mode is left as it was
 
 

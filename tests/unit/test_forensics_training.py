@@ -287,5 +287,5 @@ def test_a_real_freqnet_trains_through_the_recipe_and_scores_like_the_detector()
     assert float(net.dct_std.min()) > 0 and not torch.equal(net.dct_mean, untrained.dct_mean)  # fitted
     ours = score_function(net, temperature=1.7)(val.images)
     detector = Detector(net, "freqnet", config, temperature=1.7)
-    theirs = detector.probabilities([Image.fromarray(img) for img in val.images])
-    np.testing.assert_allclose(ours, theirs, rtol=1e-5)
+    theirs = detector.log_odds([Image.fromarray(img) for img in val.images])
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)

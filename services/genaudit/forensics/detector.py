@@ -9,7 +9,8 @@ batches of at most ``max_batch``, under ``torch.inference_mode()``.
 
 Calibration: ``probability = sigmoid(logit / temperature)`` (temperature scaling fitted on held-out data);
 ``threshold`` is the operating point on that probability (set by a target false-positive rate). Both come
-from the card.
+from the card. Rankings (AP, AUC) use the calibrated log-odds ``logit / temperature``, which keep the order
+that probabilities rounded to 1.0 lose.
 """
 
 from __future__ import annotations
@@ -153,17 +154,23 @@ class Detector:
         """(N,) float64 logits of the net (> 0: generated), in input order."""
         return self._score(images, evidence=False)[0]
 
-    def calibrate(self, logits: np.ndarray) -> np.ndarray:
-        """``sigmoid(logit / temperature)``, element-wise, in float64."""
-        return expit(np.asarray(logits, dtype=np.float64) / self.temperature)
+    def log_odds(self, images: ImagesInput) -> np.ndarray:
+        """(N,) calibrated log-odds ``logit / temperature`` that each image is generated. Rank by these, not by
+        the probabilities: sigmoid rounds every log-odds above about 36.7 to exactly 1.0 in float64."""
+        return self.logits(images) / self.temperature
 
     def probabilities(self, images: ImagesInput) -> np.ndarray:
-        """(N,) calibrated probabilities that each image is generated."""
-        return self.calibrate(self.logits(images))
+        """(N,) calibrated probabilities ``sigmoid(log-odds)`` that each image is generated."""
+        return expit(self.log_odds(images))
 
-    def screen_batch(self, images: list[Image.Image]) -> list[ScreenVerdict]:
-        """One verdict per image, in order: the calibrated probability and the spectral evidence
+    def score_batch(self, images: list[Image.Image]) -> tuple[np.ndarray, list[dict[str, float]]]:
+        """The calibrated log-odds of each image, in order, and the spectral evidence
         (``batch_spectral_evidence``) of the same crop the net scored."""
         logits, evidence = self._score(images, evidence=True)
+        return logits / self.temperature, evidence
+
+    def screen_batch(self, images: list[Image.Image]) -> list[ScreenVerdict]:
+        """One verdict per image, in order: the calibrated probability and the spectral evidence."""
+        log_odds, evidence = self.score_batch(images)
         return [ScreenVerdict(probability_generated=float(p), evidence=e)
-                for p, e in zip(self.calibrate(logits), evidence, strict=True)]
+                for p, e in zip(expit(log_odds), evidence, strict=True)]

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import expit
 
 from genaudit.errors import InvalidArgument, NotFound
 from genaudit.forensics.calibration import fit_temperature, threshold_at_fpr
@@ -165,8 +166,8 @@ def train_from_build(
     # Calibrate on what the deployed Detector computes (its test-time crop, not the training crop).
     val_logits = Detector(net, arch, recipe.config, device=config.device).logits(_as_tensor(val.images))
     temperature = fit_temperature(val_logits, val.labels)
-    val_probabilities = 1.0 / (1.0 + np.exp(-val_logits / temperature))
-    threshold = threshold_at_fpr(val_probabilities[val.labels == REAL], target_fpr)
+    val_log_odds = val_logits / temperature
+    threshold = threshold_at_fpr(expit(val_log_odds[val.labels == REAL]), target_fpr)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / f"{name}.safetensors"
@@ -186,7 +187,7 @@ def train_from_build(
         "recipe": {"training": config.to_dict(), "calibration": "temperature scaling on the validation split; "
                    "threshold at target_fpr on its reals", "test_time": "no resizing; centre crop (Detector)"},
         "scale": _scale_note(scale, config),
-        "metrics": {"val": detection_metrics(val_probabilities, val.labels, threshold),
+        "metrics": {"val": detection_metrics(val_log_odds, val.labels, threshold),
                     "best_epoch": result.best_epoch, "stop_reason": result.stop_reason,
                     "training_seconds": round(result.seconds, 1),
                     "history": [vars(e) for e in result.history]},
@@ -217,8 +218,8 @@ def _as_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 def detector_score_fn(detector: Detector) -> Callable[[np.ndarray], np.ndarray]:
-    """A ``ScoreFn`` (uint8 (N, H, W, 3) -> probabilities) scoring with the Detector's own preprocessing."""
-    return lambda images: detector.probabilities(_as_tensor(images))
+    """A ``ScoreFn`` (uint8 (N, H, W, 3) -> calibrated log-odds) scoring with the Detector's own preprocessing."""
+    return lambda images: detector.log_odds(_as_tensor(images))
 
 
 def _metric_rows(table: dict[str, dict[str, float]]) -> list[dict[str, object]]:

@@ -1,10 +1,13 @@
 """Evaluation of generated-image detectors: metrics, per-family tables, robustness curves and the
 leave-one-family-out protocol (DESIGN.md section 5).
 
-A score function maps a uint8 (B, H, W, 3) batch to (B,) probabilities of being generated; an image is
-flagged as generated when its probability is >= the threshold (the same convention as
-``calibration.threshold_at_fpr``). Metrics are computed in float64 with numpy; AP and AUC follow
-scikit-learn's definitions, ties included.
+A score function maps a uint8 (B, H, W, 3) batch to (B,) calibrated log-odds of being generated
+(logit / T, float64); an image is flagged as generated when its probability sigmoid(log-odds) is >= the
+threshold (the Detector's rule, and the convention of ``calibration.threshold_at_fpr``). The ranking metrics
+(AP, AUC, TPR at an FPR) rank the log-odds themselves: sigmoid rounds every log-odds above about 36.7 to
+exactly 1.0 in float64, and a net calibrated to a small T (a family it separates perfectly) would see whole
+unseen families tie at 1.0 and score AP 0.5 whatever its ranking. Metrics are computed in float64 with numpy;
+AP and AUC follow scikit-learn's definitions, ties included.
 """
 
 from __future__ import annotations
@@ -51,13 +54,13 @@ METRIC_NAMES = (
 # --- metrics ------------------------------------------------------------------------------------------
 
 
-def _check_scored(probabilities: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    p = np.asarray(probabilities, dtype=np.float64)
+def _check_scored(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels)
     if p.ndim != 1 or p.shape != y.shape:
-        raise InvalidArgument(f"probabilities {p.shape} and labels {y.shape} must be 1-D of one length")
+        raise InvalidArgument(f"scores {p.shape} and labels {y.shape} must be 1-D of one length")
     if not np.isfinite(p).all():
-        raise InvalidArgument("probabilities must be finite")
+        raise InvalidArgument("scores must be finite")
     if not np.isin(y, (REAL, FAKE)).all():
         raise InvalidArgument("labels must be 0 (real) or 1 (fake)")
     if not (y == REAL).any() or not (y == FAKE).any():
@@ -106,12 +109,12 @@ def tpr_at_fpr(scores: np.ndarray, labels: np.ndarray, target_fpr: float) -> flo
     return float(np.mean(s[y] >= threshold_at_fpr(s[~y], target_fpr)))
 
 
-def detection_metrics(probabilities: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """AP, ROC AUC, TPR at 1% FPR (threshold-free) and, at ``threshold`` (flagged when p >= threshold),
-    accuracy, real accuracy (share of reals not flagged), fake accuracy (share of fakes flagged) and their
-    mean, the balanced accuracy; plus n_real and n_fake."""
-    p, y = _check_scored(probabilities, labels)
-    flagged = p >= threshold
+def detection_metrics(log_odds: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """AP, ROC AUC, TPR at 1% FPR (threshold-free, on the log-odds) and, at the probability ``threshold``
+    (flagged when sigmoid(log-odds) >= threshold), accuracy, real accuracy (share of reals not flagged), fake
+    accuracy (share of fakes flagged) and their mean, the balanced accuracy; plus n_real and n_fake."""
+    p, y = _check_scored(log_odds, labels)
+    flagged = expit(p) >= threshold
     real_accuracy = float(np.mean(~flagged[~y]))
     fake_accuracy = float(np.mean(flagged[y]))
     return {
@@ -177,14 +180,14 @@ def score_function(
     batch_size: int = 64,
     device: str | torch.device = "cpu",
 ) -> ScoreFn:
-    """A score function for ``net``: sigmoid(logit / temperature) on centre crops (``resolve_crop``)."""
+    """A score function for ``net``: the log-odds logit / temperature on centre crops (``resolve_crop``)."""
     if not temperature > 0:
         raise InvalidArgument(f"temperature must be > 0, got {temperature}")
 
     def score(images: np.ndarray) -> np.ndarray:
         side = resolve_crop(net, images.shape[1], images.shape[2], crop)
         logits = predict_logits(net, images, crop=side, batch_size=batch_size, device=device)
-        return expit(logits / temperature)
+        return logits / temperature
 
     return score
 
@@ -249,7 +252,7 @@ class LofoRow:
     train_family: str
     temperature: float
     train: TrainResult
-    unseen: dict[str, dict[str, float]]  # family -> detection_metrics (calibrated probabilities)
+    unseen: dict[str, dict[str, float]]  # family -> detection_metrics (calibrated log-odds)
     mean_ap: float
     mean_accuracy: float
 

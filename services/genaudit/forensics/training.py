@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from scipy.special import expit
 from torch import nn
 
 from genaudit.errors import InvalidArgument
@@ -194,7 +193,7 @@ def train_detector(
                 seen += len(index)
 
             logits = predict_logits(net, val_images, crop=crop, batch_size=config.batch_size, device=device)
-            metrics = detection_metrics(expit(logits), val.labels, 0.5)
+            metrics = detection_metrics(logits, val.labels, 0.5)
             record = EpochRecord(
                 epoch=epoch,
                 train_loss=loss_sum / seen,

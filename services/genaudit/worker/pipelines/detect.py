@@ -2,18 +2,19 @@
 evaluate it.
 
 The detector is ``detector_models.load_detector(model)``. Each image is decoded safely and scored by
-``Detector.screen_batch`` in batches of ``batch_size``: the calibrated probability sigmoid(logit / T) and
-the spectral evidence of the same centre crop the net sees. An image that cannot be decoded or is smaller
-than the detector scores is skipped and listed with its reason; a dataset with no scorable image fails the
-job. Label at the card's threshold t: "generated" when p >= t, else "real".
+``Detector.score_batch`` in batches of ``batch_size``: the calibrated log-odds logit / T, the probability
+sigmoid(logit / T) and the spectral evidence of the same centre crop the net sees. An image that cannot be
+decoded or is smaller than the detector scores is skipped and listed with its reason; a dataset with no
+scorable image fails the job. Label at the card's threshold t: "generated" when p >= t, else "real".
 
 Evaluation (``real_dataset_ids`` given): every other dataset's images are the positives against ALL the
-real images as negatives: ``forensics.evaluation.detection_metrics`` at t (AP, ROC AUC, accuracy, real
-and fake accuracy, balanced accuracy, TPR at 1% FPR); plus the false-positive rate on the real images.
+real images as negatives: ``forensics.evaluation.detection_metrics`` of the log-odds at t (AP, ROC AUC,
+accuracy, real and fake accuracy, balanced accuracy, TPR at 1% FPR; the rankings use the log-odds, which keep
+the order of probabilities rounded to 1.0); plus the false-positive rate on the real images.
 
 Results under ``keys.result_prefix(tenant, h)``, ``h`` hashing the spec, the model's identity (version,
 weights sha256, calibration) and every dataset's name and content: ``per_image.csv`` (dataset_id, dataset,
-file, image_key, probability, label, evidence...), ``summary.json``, ``report.html``.
+file, image_key, log_odds, probability, label, evidence...), ``summary.json``, ``report.html``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from scipy.special import expit
 
 from genaudit.errors import InvalidArgument
 from genaudit.features import dataset_content_hash
@@ -46,7 +48,7 @@ from genaudit.worker.pipelines.json_values import finite_or_none
 SUMMARY_FILE = "summary.json"
 PER_IMAGE_FILE = "per_image.csv"
 REPORT_FILE = "report.html"
-SUMMARY_VERSION = 1
+SUMMARY_VERSION = 2  # 2: rankings on log-odds, log_odds column in per_image.csv
 GENERATED, REAL = "generated", "real"
 METRIC_COLUMNS = (("ap", "AP"), ("auc", "AUC"), ("accuracy", "Accuracy"), ("real_accuracy", "Real acc."),
                   ("fake_accuracy", "Fake acc."), ("balanced_accuracy", "Balanced acc."),
@@ -60,6 +62,7 @@ class ScoredSet:
     is_real: bool
     n_listed: int
     keys: list[str] = field(default_factory=list)
+    log_odds: list[float] = field(default_factory=list)
     probabilities: list[float] = field(default_factory=list)
     evidence: list[dict[str, float]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
@@ -81,11 +84,11 @@ def _score_set(
 
     def flush() -> None:
         with progress.stage("score"):
-            verdicts = detector.screen_batch([image for _, image in batch])
-        for (key, _), verdict in zip(batch, verdicts, strict=True):
-            result.keys.append(key)
-            result.probabilities.append(verdict.probability_generated)
-            result.evidence.append(dict(verdict.evidence))
+            log_odds, evidence = detector.score_batch([image for _, image in batch])
+        result.keys += [key for key, _ in batch]
+        result.log_odds += log_odds.tolist()
+        result.probabilities += expit(log_odds).tolist()
+        result.evidence += evidence
         batch.clear()
         handled = len(result.keys) + len(result.skipped) + len(reader.failures)
         progress.report(done_before + handled, total, f"dataset {name}: scored {len(result.keys)} of {len(objects)}")
@@ -114,17 +117,17 @@ def _score_set(
 
 def evaluate(sets: list[ScoredSet], threshold: float) -> dict[str, Any]:
     """Per non-real set, ``detection_metrics`` of its images (positives) against every real image."""
-    real = np.concatenate([s.scores for s in sets if s.is_real])
+    real = np.concatenate([s.log_odds for s in sets if s.is_real])
     per_set = []
     for s in sets:
         if s.is_real:
             continue
-        scores = np.concatenate([real, s.scores])
-        labels = np.concatenate([np.zeros(real.size, dtype=np.int64), np.ones(s.scores.size, dtype=np.int64)])
+        scores = np.concatenate([real, s.log_odds])
+        labels = np.concatenate([np.zeros(real.size, dtype=np.int64), np.ones(len(s.log_odds), dtype=np.int64)])
         metrics = detection_metrics(scores, labels, threshold)
         per_set.append({"dataset_id": s.dataset_id, "name": s.name,
                         "metrics": {k: v if isinstance(v, int) else finite_or_none(v) for k, v in metrics.items()}})
-    return {"n_real": int(real.size), "real_false_positive_rate": float(np.mean(real >= threshold)),
+    return {"n_real": int(real.size), "real_false_positive_rate": float(np.mean(expit(real) >= threshold)),
             "generated": per_set}
 
 
@@ -148,11 +151,11 @@ def _per_image_csv(sets: list[ScoredSet], prefix_of: dict[str, str], threshold: 
     names = sorted(sets[0].evidence[0])
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["dataset_id", "dataset", "file", "image_key", "probability", "label", *names])
+    writer.writerow(["dataset_id", "dataset", "file", "image_key", "log_odds", "probability", "label", *names])
     for s in sets:
-        for key, p, evidence in zip(s.keys, s.probabilities, s.evidence, strict=True):
+        for key, z, p, evidence in zip(s.keys, s.log_odds, s.probabilities, s.evidence, strict=True):
             label = GENERATED if p >= threshold else REAL
-            writer.writerow([s.dataset_id, s.name, key[len(prefix_of[s.dataset_id]):], key, repr(p), label,
+            writer.writerow([s.dataset_id, s.name, key[len(prefix_of[s.dataset_id]):], key, repr(z), repr(p), label,
                              *(repr(evidence[n]) for n in names)])
     return out.getvalue()
 

@@ -16,7 +16,7 @@
 4. Calibration on the clean validation images, scored exactly as ``Detector`` scores at test time:
    temperature T = ``calibration.fit_temperature(logits, labels)``; threshold
    t = ``calibration.threshold_at_fpr(sigmoid(logit_real / T), target_fpr)`` (capped at 1); validation
-   metrics ``evaluation.detection_metrics(p, labels, t)``.
+   metrics ``evaluation.detection_metrics(logit / T, labels, t)``.
 5. Results under ``keys.result_prefix(tenant, h)``, ``h`` hashing the spec and every dataset's name and
    content: ``model.safetensors`` (``detectors.io.save_detector``), ``model.json`` (the card, layout.md:
    name, arch, config, version, temperature, threshold, target_fpr, data, recipe, scale, metrics,
@@ -164,9 +164,9 @@ def _calibrate(detector: Detector, val: LabelledImages, target_fpr: float) -> tu
     batch = torch.from_numpy(np.ascontiguousarray(val.images)).permute(0, 3, 1, 2)
     logits = detector.logits(batch)
     temperature = fit_temperature(logits, val.labels)
-    probabilities = expit(logits / temperature)
-    threshold = min(threshold_at_fpr(probabilities[val.labels == REAL], target_fpr), 1.0)
-    return temperature, threshold, _plain(detection_metrics(probabilities, val.labels, threshold))
+    log_odds = logits / temperature
+    threshold = min(threshold_at_fpr(expit(log_odds[val.labels == REAL]), target_fpr), 1.0)
+    return temperature, threshold, _plain(detection_metrics(log_odds, val.labels, threshold))
 
 
 def _calibration_note(temperature: float) -> str:
