@@ -79,7 +79,7 @@ def test_evaluation_tables_match_an_independent_scoring(trained, tiny_build: Pat
     test = _split_images(tiny_build, "test")
     for family in {f for f, _, _ in test}:
         rows = [(label, image) for f, label, image in test if f == family]
-        scores = detector.probabilities([image for _, image in rows])
+        scores = detector.log_odds([image for _, image in rows])
         expected = average_precision_score([label for label, _ in rows], scores)
         assert document["per_family"][family]["ap"] == pytest.approx(expected, abs=1e-9)
 
@@ -92,5 +92,7 @@ def test_evaluation_tables_match_an_independent_scoring(trained, tiny_build: Pat
         assert sum(v is not None for k, v in row.items()
                    if k.endswith(" AP") and k != "mean AP (unseen)") == len(families) - 1
     markdown = (tmp_path / "evaluation.md").read_text()
-    assert "## Leave one family out: logdct-linear" in markdown and "| sr-bilinear |" in markdown
+    assert "## Leave one family out: logdct-linear (cpu scale; max epochs 1, max steps per epoch 1)" in markdown
+    assert "| sr-bilinear |" in markdown
+    assert document["lofo_caps"] == {"max_epochs": 1, "max_steps_per_epoch": 1}
     assert (tmp_path / "robustness.png").stat().st_size > 10_000

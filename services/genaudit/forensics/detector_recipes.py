@@ -285,6 +285,8 @@ def evaluate_build(
         "robustness": {name: [{"level": level, **m} for level, m in curve] for name, curve in curves.items()},
         "leave_one_family_out": {},
         "lofo_scale": scale,
+        "lofo_caps": {"max_epochs": max_epochs, "max_steps_per_epoch": max_steps_per_epoch},
+        "threads": torch.get_num_threads(),
         "device": device,
     }
     _write_evaluation(document, out_dir)
@@ -318,8 +320,11 @@ def evaluation_markdown(document: dict[str, Any]) -> str:
                                             for k, v in document["robustness"].items()})), ""]
     summary = [{"arch": arch, "mean AP on unseen families": ap} for arch, ap in mean_unseen_ap(document).items()]
     lines += ["## Leave one family out: summary", "", format_table(summary), ""]
+    caps = document.get("lofo_caps", {})
+    capped = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in caps.items() if value is not None)
+    scale = f"{document['lofo_scale']} scale" + (f"; {capped}" if capped else "")
     for arch, rows in document["leave_one_family_out"].items():
-        lines += [f"## Leave one family out: {arch} ({document['lofo_scale']} scale)", "", format_table(rows), ""]
+        lines += [f"## Leave one family out: {arch} ({scale})", "", format_table(rows), ""]
     return "\n".join(lines)
 
 
