@@ -31,7 +31,7 @@ from genaudit.forensics.detectors import (
     save_detector,
     write_card,
 )
-from genaudit.forensics.detectors.freqnet import npr_residual
+from genaudit.forensics.detectors.freqnet import DistanceHead, npr_residual
 
 SMALL_FREQNET = {"dct_width": 16, "spatial_width": 8, "depth": 1}
 BT601 = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
@@ -58,7 +58,7 @@ def test_configs_are_validated() -> None:
     assert set(DETECTOR_ARCHITECTURES) == {"freqnet", "resnet50-rgb", "logdct-linear", "spectrum-logistic"}
     spec = DETECTOR_ARCHITECTURES["freqnet"]
     assert spec.validate_config(None) == {"dct_width": 64, "spatial_width": 32, "depth": 2, "gate": True,
-                                          "spatial": True}
+                                          "spatial": True, "min_frequency": 0, "distance_dims": 0}
     for config, message in (({"depth": 9}, "<= 4"), ({"gate": 1}, "must be bool"), ({"depth": True}, "must be int"),
                             ({"width": 3}, "unknown config keys")):
         with pytest.raises(InvalidArgument, match=message):
@@ -72,8 +72,10 @@ def test_configs_are_validated() -> None:
 # --- shapes and parameter counts ----------------------------------------------------------------------------
 
 
-def _freqnet_parameters(dct_width: int, spatial_width: int, depth: int, gate: bool, spatial: bool) -> int:
-    """Parameter count written out layer by layer (conv weights, batch-norm scale and shift, biases)."""
+def _freqnet_parameters(dct_width: int, spatial_width: int, depth: int, gate: bool, spatial: bool,
+                        min_frequency: int, distance_dims: int) -> int:
+    """Parameter count written out layer by layer (conv weights, batch-norm scale and shift, biases); the
+    left-out channels (``min_frequency``) still have their weights, which see zeros."""
     def bn(c: int) -> int:
         return 2 * c
 
@@ -85,11 +87,15 @@ def _freqnet_parameters(dct_width: int, spatial_width: int, depth: int, gate: bo
     if spatial:
         total += 3 * spatial_width * 9 + bn(spatial_width)
         total += depth * (basic_block(spatial_width) + spatial_width * spatial_width + bn(spatial_width))
-    return total + (dct_width + (spatial_width if spatial else 0)) + 1  # linear head
+    features = dct_width + (spatial_width if spatial else 0)
+    if distance_dims:  # projections with biases, log scale, offset
+        return total + distance_dims * (features + 1) + 2
+    return total + features + 1  # linear head
 
 
 @pytest.mark.parametrize("config", [{}, SMALL_FREQNET, {"gate": False, "spatial": False, "depth": 3},
-                                    {"dct_width": 8, "spatial_width": 4, "depth": 4, "gate": False}])
+                                    {"dct_width": 8, "spatial_width": 4, "depth": 4, "gate": False},
+                                    {"min_frequency": 2, "distance_dims": 16}])
 def test_freqnet_shapes_and_parameter_count(config: dict) -> None:
     net = build_detector_net("freqnet", config).eval()
     assert _count(net) == _freqnet_parameters(**DETECTOR_ARCHITECTURES["freqnet"].validate_config(config))
@@ -181,6 +187,51 @@ def test_without_gate_every_channel_is_selected_and_there_is_no_penalty() -> Non
         net(_images(2, 32, 32))
     assert net.selected_channels.shape == (2, 192) and bool(net.selected_channels.all())
     assert net.regularization().item() == 0.0
+
+
+def test_min_frequency_leaves_the_lowest_dct_coefficients_out_of_the_branch_and_the_gate() -> None:
+    torch.manual_seed(0)
+    net = build_detector_net("freqnet", {**SMALL_FREQNET, "min_frequency": 2}).eval()
+    left_out = [64 * c + 8 * u + v for c in range(3) for u, v in ((0, 0), (0, 1), (1, 0))]
+    assert sorted(torch.nonzero(~net.allowed).flatten().tolist()) == left_out
+    x = _images(3, 32, 32)
+    with torch.no_grad():
+        logit = net(x)
+        assert not net.selected_channels[:, left_out].any()
+        assert math.isclose(net.regularization().item(),
+                            net.gate_penalty * net.selected_channels.float().sum().item() / (3 * (192 - 9)),
+                            rel_tol=1e-6)
+        # nothing the net computes depends on the left-out channels: changing them changes no logit
+        shifted = net.dct_input(x)
+        net.dct_input = lambda images: shifted + 50.0 * (~net.allowed)[:, None, None]
+        assert torch.equal(net(x), logit)
+    assert "allowed" not in net.state_dict()  # derived from the config: weights files keep their tensors
+    everything = build_detector_net("freqnet", SMALL_FREQNET)
+    assert bool(everything.allowed.all())
+
+
+def test_distance_head_is_the_scaled_squared_distance_and_scores_both_sides_of_the_reals() -> None:
+    torch.manual_seed(0)
+    head = DistanceHead(5, 3)
+    with torch.no_grad():
+        head.log_scale.fill_(0.7)
+        f = torch.randn(4, 5)
+        z = f @ head.proj.weight.T + head.proj.bias
+        by_hand = math.exp(0.7) * (z**2).sum(dim=1) / 3 - head.offset
+        assert torch.allclose(head(f)[:, 0], by_hand, atol=1e-6)
+    # Trained on reals around 0 and fakes around +2 in one feature, fakes around -2 (never seen) still score
+    # above the reals; a linear head puts them below.
+    reals, fakes = 0.3 * torch.randn(200, 1), 2 + 0.3 * torch.randn(200, 1)
+    x, y = torch.cat([reals, fakes]), torch.cat([torch.zeros(200), torch.ones(200)])
+    unseen = -2 + 0.3 * torch.randn(200, 1)
+    for module, unseen_above_reals in ((DistanceHead(1, 2), True), (torch.nn.Linear(1, 1), False)):
+        optimizer = torch.optim.Adam(module.parameters(), lr=0.05)
+        for _ in range(300):
+            optimizer.zero_grad()
+            F.binary_cross_entropy_with_logits(module(x)[:, 0], y).backward()
+            optimizer.step()
+        with torch.no_grad():
+            assert bool(module(unseen).mean() > module(reals).max()) is unseen_above_reals, module
 
 
 # --- inputs against independent references ------------------------------------------------------------------

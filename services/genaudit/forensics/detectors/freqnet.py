@@ -4,14 +4,21 @@ Two branches, each globally average-pooled, fused by one linear layer into the l
 
 - **DCT branch** (Xu et al., CVPR 2020): ``ycbcr_block_dct`` gives 192 channels at 1/8 resolution (8x8 DCT
   coefficient (u, v) of Y, Cb, Cr as channel ``64 c + 8 u + v``), standardized per channel with fitted buffers
-  ``(d - mean_c) / std_c`` (``DCTChannelNorm``, :meth:`FreqNet.fit_normalization`). A learned gate
-  (:class:`ChannelGate`) keeps or drops each channel per image; a 1x1 convolution then ``depth`` residual
-  blocks (torchvision's ``BasicBlock``) follow. Xu et al. select statically low frequencies, which suits
-  recognition; generator artifacts sit in high frequencies, so the selection here is learned.
+  ``(d - mean_c) / std_c`` (``DCTChannelNorm``, :meth:`FreqNet.fit_normalization`). The coefficients with
+  ``u + v < min_frequency`` are left out in every colour channel (:func:`allowed_dct_channels`); a learned
+  gate (:class:`ChannelGate`) keeps or drops each remaining channel per image; a 1x1 convolution then
+  ``depth`` residual blocks (torchvision's ``BasicBlock``) follow. Xu et al. select statically low
+  frequencies, which suits recognition; generator artifacts sit in high frequencies, so the selection here is
+  learned, and the lowest frequencies, which carry the block's brightness, colour and coarse content, are not
+  offered at all: a net trained on one generator learns that generator's colours and content from them,
+  which no other generator shares.
 - **Spatial branch** (NPR, Tan et al., CVPR 2024): the residual ``r = x - up(down(x))`` with nearest
   down- and upsampling by 2 (``down`` keeps the top-left pixel of each 2x2 cell), which is exactly 0 on an
   image nearest-upsampled on that grid and carries the local pixel correlations upsampling layers leave; a 3x3
   convolution then ``depth`` residual blocks of stride 2.
+
+Head: one linear layer on the pooled features of both branches, or (``distance_dims`` k > 0) a
+:class:`DistanceHead`, whose logit grows with the distance of the features from a learned centre of the reals.
 
 The default config has 274,817 parameters (a 1.1 MB float32 safetensors file). Inputs: (B, 3, H, W) in [0, 1]
 with H, W multiples of 8 (16 and up recommended: the DCT branch then sees at least 2x2 blocks).
@@ -74,6 +81,33 @@ def _downsampling_block(in_channels: int, out_channels: int) -> BasicBlock:
     return BasicBlock(in_channels, out_channels, stride=2, downsample=skip)
 
 
+class DistanceHead(nn.Module):
+    """``logit = exp(log_scale) * mean_k(z_k^2) - offset`` with ``z = W f + c`` (k projections of the features
+    f): the squared distance of f from the centre where ``z = 0``, which training pulls the reals towards.
+
+    A linear head scores one direction: a net trained on fakes that are smoother than the reals (a
+    super-resolution family) then scores fakes sharper than the reals (a GAN's checkerboards) as more real
+    than the reals. The distance grows either way from the reals. Initial values: scale 1, offset 1.
+    """
+
+    def __init__(self, in_features: int, dims: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(in_features, dims)
+        self.log_scale = nn.Parameter(torch.zeros(1))
+        self.offset = nn.Parameter(torch.ones(1))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, in_features) -> (B, 1) logits."""
+        return self.log_scale.exp() * self.proj(features).pow(2).mean(dim=1, keepdim=True) - self.offset
+
+
+def allowed_dct_channels(min_frequency: int) -> torch.Tensor:
+    """(192,) bool: True for channel ``64 c + 8 u + v`` when ``u + v >= min_frequency`` (0: every channel;
+    1: all but the DC terms; 2: also without the two lowest AC terms (0, 1) and (1, 0))."""
+    u, v = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")
+    return (u + v >= min_frequency).reshape(-1).repeat(3)
+
+
 def npr_residual(x: torch.Tensor) -> torch.Tensor:
     """``x - up(down(x))``, nearest by 2 both ways (NPR), for even H and W: each pixel minus the top-left
     pixel of its 2x2 cell."""
@@ -82,14 +116,17 @@ def npr_residual(x: torch.Tensor) -> torch.Tensor:
 
 class FreqNet(DetectorNet):
     """See the module docstring. ``selected_channels`` is the (B, 192) bool mask of the last forward pass
-    (all True without a gate); ``gate_penalty`` the weight of :meth:`regularization`."""
+    (the allowed channels without a gate); ``gate_penalty`` the weight of :meth:`regularization`."""
 
     input_size = None
 
     def __init__(self, dct_width: int = 64, spatial_width: int = 32, depth: int = 2, gate: bool = True,
-                 spatial: bool = True, gate_penalty: float = GATE_PENALTY) -> None:
+                 spatial: bool = True, min_frequency: int = 0, distance_dims: int = 0,
+                 gate_penalty: float = GATE_PENALTY) -> None:
         super().__init__()
         self.gate_penalty = gate_penalty
+        # Derived from the config, not learned: not in the state dict, so weights files keep their tensors.
+        self.register_buffer("allowed", allowed_dct_channels(min_frequency), persistent=False)
         self.register_buffer("dct_mean", torch.zeros(DCT_CHANNELS, 1, 1))
         self.register_buffer("dct_std", torch.ones(DCT_CHANNELS, 1, 1))
         self.gate = ChannelGate(DCT_CHANNELS) if gate else None
@@ -101,7 +138,8 @@ class FreqNet(DetectorNet):
             nn.Conv2d(3, spatial_width, 3, padding=1, bias=False), nn.BatchNorm2d(spatial_width),
             nn.ReLU(inplace=True), *(_downsampling_block(spatial_width, spatial_width) for _ in range(depth)),
         ) if spatial else None
-        self.head = nn.Linear(dct_width + (spatial_width if spatial else 0), 1)
+        features = dct_width + (spatial_width if spatial else 0)
+        self.head = DistanceHead(features, distance_dims) if distance_dims else nn.Linear(features, 1)
         self.selected_channels: torch.Tensor | None = None
         self._selection_rate: torch.Tensor | None = None
 
@@ -117,23 +155,26 @@ class FreqNet(DetectorNet):
         self.dct_std.copy_(norm.std.to(self.dct_std))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        d = self.dct_input(self.check_input(x))
+        allowed = self.allowed.to(x.dtype).expand(x.shape[0], -1)
+        # left-out channels are zeroed before the gate too, so that its choices cannot depend on them
+        d = self.dct_input(self.check_input(x)) * allowed[:, :, None, None]
         if self.gate is not None:
-            mask = self.gate(d)
-            d = d * mask[:, :, None, None]
-            self._selection_rate = mask.mean()
-            self.selected_channels = mask.detach() > 0.5
+            mask = self.gate(d) * allowed
+            # the share kept among the channels offered to the gate
+            self._selection_rate = mask.sum() / allowed.sum()
         else:
-            self.selected_channels = torch.ones(d.shape[:2], dtype=torch.bool, device=d.device)
+            mask = allowed
+        d = d * mask[:, :, None, None]
+        self.selected_channels = mask.detach() > 0.5
         features = [self.dct_branch(d).mean(dim=(2, 3))]
         if self.spatial_branch is not None:
             features.append(self.spatial_branch(npr_residual(x)).mean(dim=(2, 3)))
         return self.head(torch.cat(features, dim=1))[:, 0]
 
     def regularization(self) -> torch.Tensor:
-        """``gate_penalty`` x the share of channels the gate kept in the last forward pass (over images and
-        channels; differentiable through the straight-through mask in training mode); 0 without a gate or
-        before any forward pass."""
+        """``gate_penalty`` x the share of the allowed channels the gate kept in the last forward pass (over
+        images and channels; differentiable through the straight-through mask in training mode); 0 without a
+        gate or before any forward pass."""
         if self._selection_rate is None:
             return super().regularization()
         return self.gate_penalty * self._selection_rate

@@ -44,6 +44,10 @@ DETECTOR_ARCHITECTURES: dict[str, DetectorSpec] = {
                 "depth": Param(int, 2, 1, 4, doc="residual blocks per branch"),
                 "gate": Param(bool, True, doc="learned DCT channel selection (off: all 192 channels)"),
                 "spatial": Param(bool, True, doc="spatial branch on the residual x - up(down(x))"),
+                "min_frequency": Param(int, 0, 0, 14, doc="DCT coefficients (u, v) with u + v below this are left "
+                                       "out (0: all 192 channels; the detector recipe uses 2)"),
+                "distance_dims": Param(int, 0, 0, 256, doc="0: linear head; k > 0: a head scoring the squared "
+                                       "distance of k feature projections from the reals' centre (recipe: 16)"),
             },
         ),
         DetectorSpec(

@@ -10,8 +10,10 @@
    was uploaded as). The split of an image never depends on the listing or on the other images; the same
    files uploaded again fall the same way; a real and a generated image of the same name (a generator's
    output named after its source) land in the same split, so no pair straddles train and validation.
-3. Training: ``forensics.training.train_detector`` (Wang et al.'s recipe: blur / JPEG augmentation with
-   the spec's probabilities, early stopping on validation accuracy under the fixed validation transform).
+3. Training: the architecture's config of its recipe (``detector_recipes.get_recipe(arch).config``, the one
+   ``genaudit forensics train`` uses), then ``forensics.training.train_detector`` (Wang et al.'s recipe:
+   blur / JPEG augmentation with the spec's probabilities, early stopping on validation accuracy under the
+   fixed validation transform).
    Progress and cancellation are checked after each epoch (the recipe has no finer hook).
 4. Calibration on the clean validation images, scored exactly as ``Detector`` scores at test time:
    temperature T = ``calibration.fit_temperature(logits, labels)``; threshold
@@ -45,6 +47,7 @@ from genaudit.features import dataset_content_hash
 from genaudit.forensics.calibration import MIN_TEMPERATURE, fit_temperature, threshold_at_fpr
 from genaudit.forensics.datasets import FAKE, REAL, LabelledImages
 from genaudit.forensics.detector import MIN_SIDE, Detector
+from genaudit.forensics.detector_recipes import get_recipe
 from genaudit.forensics.detectors.io import save_detector, write_card
 from genaudit.forensics.detectors.registry import build_detector_net, get_detector_architecture
 from genaudit.forensics.evaluation import detection_metrics
@@ -224,7 +227,7 @@ def _report(card: dict[str, Any], result: TrainResult) -> str:
 def run(job: Job, ctx: WorkerContext, progress: JobProgress) -> dict[str, str]:
     spec: dict[str, Any] = job.spec
     arch = spec["arch"]
-    config = get_detector_architecture(arch).validate_config(None)
+    config = get_detector_architecture(arch).validate_config(get_recipe(arch).config)
     device = resolve_device(ctx.settings.device)
     with torch.random.fork_rng(devices=[]):  # a seeded initialization, leaving the worker's state alone
         torch.manual_seed(spec["seed"])
