@@ -20,7 +20,8 @@ Two branches, each globally average-pooled, fused by one linear layer into the l
 Head: one linear layer on the pooled features of both branches, or (``distance_dims`` k > 0) a
 :class:`DistanceHead`, whose logit grows with the distance of the features from a learned centre of the reals.
 
-The default config has 274,817 parameters (a 1.1 MB float32 safetensors file). Inputs: (B, 3, H, W) in [0, 1]
+The default config has 274,817 parameters, the detector recipe's (``min_frequency`` 2, ``distance_dims`` 16)
+276,274 (a 1.1 MB float32 safetensors file). Inputs: (B, 3, H, W) in [0, 1]
 with H, W multiples of 8 (16 and up recommended: the DCT branch then sees at least 2x2 blocks).
 """
 
