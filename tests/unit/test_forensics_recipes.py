@@ -16,7 +16,7 @@ from sklearn.metrics import average_precision_score
 
 from genaudit.features.weights import sha256_file
 from genaudit.forensics.detector import Detector
-from genaudit.forensics.detector_recipes import evaluate_build, train_from_build
+from genaudit.forensics.detector_recipes import evaluate_build, evaluation_markdown, train_from_build
 from genaudit.forensics.synth import build_forensynth
 
 TARGET_FPR = 0.25  # the tiny build has 10 validation reals: 1% would be "no real above the threshold" only
@@ -95,4 +95,6 @@ def test_evaluation_tables_match_an_independent_scoring(trained, tiny_build: Pat
     assert "## Leave one family out: logdct-linear (cpu scale; max epochs 1, max steps per epoch 1)" in markdown
     assert "| sr-bilinear |" in markdown
     assert document["lofo_caps"] == {"max_epochs": 1, "max_steps_per_epoch": 1}
+    without_lofo = evaluation_markdown({**document, "leave_one_family_out": {}})
+    assert "## Per family" in without_lofo and "Leave one family out" not in without_lofo
     assert (tmp_path / "robustness.png").stat().st_size > 10_000

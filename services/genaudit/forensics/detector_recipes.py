@@ -322,7 +322,8 @@ def evaluation_markdown(document: dict[str, Any]) -> str:
              format_table(_robustness_rows({k: [(r["level"], r) for r in v]
                                             for k, v in document["robustness"].items()})), ""]
     summary = [{"arch": arch, "mean AP on unseen families": ap} for arch, ap in mean_unseen_ap(document).items()]
-    lines += ["## Leave one family out: summary", "", format_table(summary), ""]
+    if summary:  # none when the evaluation was run without architectures
+        lines += ["## Leave one family out: summary", "", format_table(summary), ""]
     caps = document.get("lofo_caps", {})
     capped = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in caps.items() if value is not None)
     scale = f"{document['lofo_scale']} scale" + (f"; {capped}" if capped else "")
