@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from genaudit.errors import InvalidArgument
-from genaudit.forensics.calibration import MIN_TEMPERATURE, fit_temperature, threshold_at_fpr
+from genaudit.forensics.calibration import MIN_TEMPERATURE, calibrate, fit_temperature, threshold_at_fpr
 
 
 def _bce(logits: np.ndarray, labels: np.ndarray, temperatures: np.ndarray) -> np.ndarray:
@@ -85,3 +85,19 @@ def test_bad_inputs_are_refused() -> None:
         fit_temperature(np.array([0.1, np.nan]), np.array([0, 1]))
     with pytest.raises(InvalidArgument):
         fit_temperature(np.array([0.1, 0.2]), np.array([0, 2]))
+
+
+def test_calibrate_keeps_the_fpr_within_target_and_caps_the_threshold_at_one() -> None:
+    rng = np.random.default_rng(5)
+    labels = np.r_[np.zeros(400, dtype=np.int64), np.ones(400, dtype=np.int64)]
+    logits = np.r_[rng.normal(-1, 1.5, 400), rng.normal(2, 1.5, 400)]
+    fitted = calibrate(logits, labels, 0.05)
+    np.testing.assert_allclose(fitted.log_odds, logits / fitted.temperature, rtol=1e-15)
+    real_p = 1 / (1 + np.exp(-fitted.log_odds[:400]))
+    assert np.mean(real_p >= fitted.threshold) <= 0.05 < np.mean(real_p >= np.nextafter(fitted.threshold, 0))
+    # a real whose calibrated probability rounds to 1.0 and a target below 1 / 400: no threshold in [0, 1]
+    # meets it, and the card's threshold stays 1 (threshold_at_fpr alone gives the next float above 1)
+    outlier = np.r_[np.full(399, -20.0), [500.0], np.full(400, 30.0)]
+    capped = calibrate(outlier, labels, 0.001)
+    assert capped.log_odds[399] > 40 and capped.threshold == 1.0
+    assert threshold_at_fpr(1 / (1 + np.exp(-capped.log_odds[:400])), 0.001) > 1.0

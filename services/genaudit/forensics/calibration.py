@@ -7,9 +7,11 @@ it changes no ranking (AP, AUC) and no decision at logit 0, only how confident t
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize_scalar
+from scipy.special import expit
 
 from genaudit.errors import InvalidArgument
 
@@ -77,3 +79,24 @@ def threshold_at_fpr(real_probabilities: np.ndarray, target_fpr: float) -> float
         m -= 1
     descending = np.sort(scores)[::-1]
     return float(np.nextafter(descending[m], np.inf))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A detector's calibration on held-out images: T, the operating threshold on sigmoid(logit / T), and the
+    calibrated log-odds logit / T of those images (for their metrics)."""
+
+    temperature: float
+    threshold: float
+    log_odds: np.ndarray
+
+
+def calibrate(logits: np.ndarray, labels: np.ndarray, target_fpr: float) -> Calibration:
+    """T = ``fit_temperature(logits, labels)``; threshold = ``threshold_at_fpr`` of the reals' calibrated
+    probabilities, capped at 1 (a card's threshold is a probability): when the reals' top probability is 1.0,
+    no threshold in [0, 1] keeps the FPR at or below the target, and 1 flags only the images scored 1.0."""
+    temperature = fit_temperature(logits, labels)
+    log_odds = np.asarray(logits, dtype=np.float64) / temperature
+    real = log_odds[np.asarray(labels) == 0]
+    threshold = min(threshold_at_fpr(expit(real), target_fpr), 1.0)
+    return Calibration(temperature, threshold, log_odds)

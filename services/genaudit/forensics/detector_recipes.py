@@ -28,11 +28,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.special import expit
 
 from genaudit.errors import InvalidArgument, NotFound
-from genaudit.forensics.calibration import fit_temperature, threshold_at_fpr
-from genaudit.forensics.datasets import REAL, load_split
+from genaudit.forensics.calibration import calibrate
+from genaudit.forensics.datasets import load_split
 from genaudit.forensics.detector import Detector
 from genaudit.forensics.detectors.io import save_detector, write_card
 from genaudit.forensics.detectors.registry import build_detector_net, get_detector_architecture
@@ -168,9 +167,8 @@ def train_from_build(
 
     # Calibrate on what the deployed Detector computes (its test-time crop, not the training crop).
     val_logits = Detector(net, arch, recipe.config, device=config.device).logits(_as_tensor(val.images))
-    temperature = fit_temperature(val_logits, val.labels)
-    val_log_odds = val_logits / temperature
-    threshold = threshold_at_fpr(expit(val_log_odds[val.labels == REAL]), target_fpr)
+    fitted = calibrate(val_logits, val.labels, target_fpr)
+    temperature, threshold = fitted.temperature, fitted.threshold
 
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / f"{name}.safetensors"
@@ -190,7 +188,7 @@ def train_from_build(
         "recipe": {"training": config.to_dict(), "calibration": "temperature scaling on the validation split; "
                    "threshold at target_fpr on its reals", "test_time": "no resizing; centre crop (Detector)"},
         "scale": _scale_note(scale, config),
-        "metrics": {"val": detection_metrics(val_log_odds, val.labels, threshold),
+        "metrics": {"val": detection_metrics(fitted.log_odds, val.labels, threshold),
                     "best_epoch": result.best_epoch, "stop_reason": result.stop_reason,
                     "training_seconds": round(result.seconds, 1),
                     "history": [vars(e) for e in result.history]},

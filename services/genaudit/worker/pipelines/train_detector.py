@@ -39,12 +39,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.special import expit
 
 from genaudit.devices import resolve_device
 from genaudit.errors import InvalidArgument
 from genaudit.features import dataset_content_hash
-from genaudit.forensics.calibration import MIN_TEMPERATURE, fit_temperature, threshold_at_fpr
+from genaudit.forensics.calibration import MIN_TEMPERATURE, calibrate
 from genaudit.forensics.datasets import FAKE, REAL, LabelledImages
 from genaudit.forensics.detector import MIN_SIDE, Detector
 from genaudit.forensics.detector_recipes import get_recipe
@@ -165,11 +164,9 @@ def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
 def _calibrate(detector: Detector, val: LabelledImages, target_fpr: float) -> tuple[float, float, dict[str, Any]]:
     """(temperature, threshold, validation metrics at the threshold), see step 4."""
     batch = torch.from_numpy(np.ascontiguousarray(val.images)).permute(0, 3, 1, 2)
-    logits = detector.logits(batch)
-    temperature = fit_temperature(logits, val.labels)
-    log_odds = logits / temperature
-    threshold = min(threshold_at_fpr(expit(log_odds[val.labels == REAL]), target_fpr), 1.0)
-    return temperature, threshold, _plain(detection_metrics(log_odds, val.labels, threshold))
+    fitted = calibrate(detector.logits(batch), val.labels, target_fpr)
+    return fitted.temperature, fitted.threshold, _plain(detection_metrics(fitted.log_odds, val.labels,
+                                                                          fitted.threshold))
 
 
 def _calibration_note(temperature: float) -> str:
