@@ -113,18 +113,18 @@ def detection_metrics(log_odds: np.ndarray, labels: np.ndarray, threshold: float
     """AP, ROC AUC, TPR at 1% FPR (threshold-free, on the log-odds) and, at the probability ``threshold``
     (flagged when sigmoid(log-odds) >= threshold), accuracy, real accuracy (share of reals not flagged), fake
     accuracy (share of fakes flagged) and their mean, the balanced accuracy; plus n_real and n_fake."""
-    p, y = _check_scored(log_odds, labels)
-    flagged = expit(p) >= threshold
+    z, y = _check_scored(log_odds, labels)
+    flagged = expit(z) >= threshold
     real_accuracy = float(np.mean(~flagged[~y]))
     fake_accuracy = float(np.mean(flagged[y]))
     return {
-        "ap": average_precision(p, y),
-        "auc": roc_auc(p, y),
+        "ap": average_precision(z, y),
+        "auc": roc_auc(z, y),
         "accuracy": float(np.mean(flagged == y)),
         "real_accuracy": real_accuracy,
         "fake_accuracy": fake_accuracy,
         "balanced_accuracy": (real_accuracy + fake_accuracy) / 2.0,
-        "tpr_at_1pct_fpr": tpr_at_fpr(p, y, 0.01),
+        "tpr_at_1pct_fpr": tpr_at_fpr(z, y, 0.01),
         "n_real": int((~y).sum()),
         "n_fake": int(y.sum()),
     }

@@ -63,14 +63,14 @@ class ScoredSet:
     n_listed: int
     keys: list[str] = field(default_factory=list)
     log_odds: list[float] = field(default_factory=list)
-    probabilities: list[float] = field(default_factory=list)
     evidence: list[dict[str, float]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     content_hash: str = ""
 
     @property
-    def scores(self) -> np.ndarray:
-        return np.asarray(self.probabilities, dtype=np.float64)
+    def probabilities(self) -> np.ndarray:
+        """sigmoid(log-odds) of each scored image, in order (float64)."""
+        return expit(np.asarray(self.log_odds, dtype=np.float64))
 
 
 def _score_set(
@@ -87,7 +87,6 @@ def _score_set(
             log_odds, evidence = detector.score_batch([image for _, image in batch])
         result.keys += [key for key, _ in batch]
         result.log_odds += log_odds.tolist()
-        result.probabilities += expit(log_odds).tolist()
         result.evidence += evidence
         batch.clear()
         handled = len(result.keys) + len(result.skipped) + len(reader.failures)
@@ -132,12 +131,12 @@ def evaluate(sets: list[ScoredSet], threshold: float) -> dict[str, Any]:
 
 
 def dataset_record(s: ScoredSet, threshold: float) -> dict[str, Any]:
-    flagged = int((s.scores >= threshold).sum())
+    flagged = int((s.probabilities >= threshold).sum())
     return {
         "dataset_id": s.dataset_id, "name": s.name, "role": REAL if s.is_real else "scored",
         "n_listed": s.n_listed, "n_scored": len(s.keys), "n_skipped": len(s.skipped), "skipped": s.skipped,
         "labels": {GENERATED: flagged, REAL: len(s.keys) - flagged},
-        "mean_probability": float(s.scores.mean()), "content_hash": s.content_hash,
+        "mean_probability": float(s.probabilities.mean()), "content_hash": s.content_hash,
     }
 
 
@@ -153,7 +152,7 @@ def _per_image_csv(sets: list[ScoredSet], prefix_of: dict[str, str], threshold: 
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["dataset_id", "dataset", "file", "image_key", "log_odds", "probability", "label", *names])
     for s in sets:
-        for key, z, p, evidence in zip(s.keys, s.log_odds, s.probabilities, s.evidence, strict=True):
+        for key, z, p, evidence in zip(s.keys, s.log_odds, s.probabilities.tolist(), s.evidence, strict=True):
             label = GENERATED if p >= threshold else REAL
             writer.writerow([s.dataset_id, s.name, key[len(prefix_of[s.dataset_id]):], key, repr(z), repr(p), label,
                              *(repr(evidence[n]) for n in names)])
@@ -171,8 +170,9 @@ def _report(model: dict[str, Any], summary: dict[str, Any], sets: list[ScoredSet
         Section("Model", f"{model['arch']} version {model['version']} ({model['model']}); calibrated probability "
                          f"sigmoid(logit / {model['temperature']:.4g}); label generated when p ≥ {threshold:.4g}."),
         Section("Datasets", tables=[datasets], figures=[Figure(
-            probability_histograms_png([s.name for s in sets], [s.scores for s in sets], [s.is_real for s in sets],
-                                       threshold), "probability histograms of the datasets")]),
+            probability_histograms_png([s.name for s in sets], [s.probabilities for s in sets],
+                                       [s.is_real for s in sets], threshold),
+            "probability histograms of the datasets")]),
     ]
     evaluation = summary.get("evaluation")
     if evaluation is not None:

@@ -16,9 +16,9 @@
    fixed validation transform).
    Progress and cancellation are checked after each epoch (the recipe has no finer hook).
 4. Calibration on the clean validation images, scored exactly as ``Detector`` scores at test time:
-   temperature T = ``calibration.fit_temperature(logits, labels)``; threshold
-   t = ``calibration.threshold_at_fpr(sigmoid(logit_real / T), target_fpr)`` (capped at 1); validation
-   metrics ``evaluation.detection_metrics(logit / T, labels, t)``.
+   ``calibration.calibrate(logits, labels, target_fpr)`` (temperature T, and the threshold t at target_fpr
+   on the reals' sigmoid(logit / T), capped at 1); validation metrics
+   ``evaluation.detection_metrics(logit / T, labels, t)``.
 5. Results under ``keys.result_prefix(tenant, h)``, ``h`` hashing the spec and every dataset's name and
    content: ``model.safetensors`` (``detectors.io.save_detector``), ``model.json`` (the card, layout.md:
    name, arch, config, version, temperature, threshold, target_fpr, data, recipe, scale, metrics,
