@@ -59,6 +59,12 @@ class Unavailable(GenauditError):
     grpc_status = "UNAVAILABLE"
 
 
+class DeadlineExceeded(GenauditError):
+    """The call's deadline passed before what it waits for happened (e.g. a watched job is still running)."""
+
+    grpc_status = "DEADLINE_EXCEEDED"
+
+
 class JobCancelled(GenauditError):
     """Raised inside a running job when its cancellation was requested."""
 

@@ -12,7 +12,8 @@ import grpc
 import pytest
 import redis
 
-from genaudit.errors import FailedPrecondition, IntegrityError, NotFound, Unavailable
+from genaudit import errors
+from genaudit.errors import DeadlineExceeded, FailedPrecondition, GenauditError, IntegrityError, NotFound, Unavailable
 from genaudit.gateway.auth import ApiKeyRegistry, hash_api_key
 from genaudit.gateway.errors import status_of
 from genaudit.settings import Settings
@@ -47,10 +48,18 @@ def test_exceptions_map_to_status_codes() -> None:
     assert status_of(FailedPrecondition("no")) == (grpc.StatusCode.FAILED_PRECONDITION, "no")
     assert status_of(Unavailable("redis down"))[0] == grpc.StatusCode.UNAVAILABLE
     assert status_of(IntegrityError("bad sha"))[0] == grpc.StatusCode.DATA_LOSS
+    assert status_of(DeadlineExceeded("still running"))[0] == grpc.StatusCode.DEADLINE_EXCEEDED
     assert status_of(redis.ConnectionError("refused"))[0] == grpc.StatusCode.UNAVAILABLE
     assert status_of(ConnectionRefusedError(111, "refused"))[0] == grpc.StatusCode.UNAVAILABLE
     code, message = status_of(KeyError("secret internals"))
     assert code == grpc.StatusCode.INTERNAL and "secret" not in message
+
+
+def test_every_domain_error_names_a_grpc_status() -> None:
+    domain_errors = [e for e in vars(errors).values() if isinstance(e, type) and issubclass(e, GenauditError)]
+    assert len(domain_errors) > 10
+    unknown = [e.__name__ for e in domain_errors if not hasattr(grpc.StatusCode, e.grpc_status)]
+    assert not unknown  # a misspelt status would fall back to INTERNAL
 
 
 def test_gateway_server_imports_without_torch() -> None:

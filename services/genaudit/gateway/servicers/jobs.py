@@ -10,7 +10,7 @@ import grpc
 
 from genaudit.api.v1 import jobs_pb2 as pb
 from genaudit.api.v1 import jobs_pb2_grpc
-from genaudit.errors import InvalidArgument, NotFound, Unavailable
+from genaudit.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from genaudit.gateway.auth import current_tenant
 from genaudit.gateway.context import GatewayContext
 from genaudit.gateway.convert import (
@@ -109,7 +109,9 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         while not job.state.terminal and context.is_active():
             remaining = context.time_remaining()  # None without a deadline
             if remaining is not None and remaining <= 0:
-                return  # grpc ends the call with DEADLINE_EXCEEDED
+                # Returning here would end the stream with OK whenever this check runs before grpc's own
+                # deadline timer fires: the client would see a watch that ended normally on a running job.
+                raise DeadlineExceeded(f"job {job.id} is still {job.state.value} at the call's deadline")
             wait_s = WATCH_SLICE_S if remaining is None else min(WATCH_SLICE_S, remaining)
             changed = self._ctx.records.wait_for_change(tenant, job.id, job.version, wait_s)
             if changed.version > job.version:
