@@ -173,14 +173,15 @@ def test_leave_one_family_out_tests_unseen_families_only() -> None:
         assert row.temperature > 0 and len(row.train.history) >= 1
         assert all(row.unseen[f]["n_real"] == row.unseen[f]["n_fake"] == 8 for f in unseen)
     flat = lofo_table_rows(rows)
-    assert len(flat) == 3 and len(flat[0]) == 1 + 2 * 3 + 3
+    assert len(flat) == 3 and len(flat[0]) == 2 + 2 * 3 + 3
+    assert all(line["seed"] == 4 for line in flat)
     assert all(line[f"{line['trained on']} AP"] is None for line in flat)
     assert all(line[f"{f} AP"] is not None for line in flat for f in families if f != line["trained on"])
     text = format_table(flat)
     lines = text.splitlines()
     assert len(lines) == 2 + 3
     assert all(line.count("|") == len(flat[0]) + 1 for line in lines)
-    assert [cell.strip() for cell in lines[2].split("|")[1:4]] == ["alpha", "—", "—"]  # alpha's own AP and acc
+    assert [cell.strip() for cell in lines[2].split("|")[1:5]] == ["alpha", "4", "—", "—"]  # alpha's own AP, acc
 
 
 def test_leave_one_family_out_is_reproducible() -> None:

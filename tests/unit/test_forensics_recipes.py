@@ -74,7 +74,7 @@ def test_threshold_and_temperature_are_calibrated_on_validation(trained, tiny_bu
 
 def test_evaluation_tables_match_an_independent_scoring(trained, tiny_build: Path, tmp_path: Path) -> None:
     document = evaluate_build(tiny_build, tmp_path, card_path=trained.card_path, archs=("logdct-linear",),
-                              max_epochs=1, max_steps_per_epoch=1, log=lambda _: None)
+                              max_epochs=1, max_steps_per_epoch=1, seeds=(0, 1), log=lambda _: None)
     detector = Detector.from_card(trained.card_path)
     test = _split_images(tiny_build, "test")
     for family in {f for f, _, _ in test}:
@@ -86,7 +86,10 @@ def test_evaluation_tables_match_an_independent_scoring(trained, tiny_build: Pat
     assert [r["level"] for r in document["robustness"]["jpeg"]] == [100, 90, 80, 70, 60, 50, 40, 30]
     lofo = document["leave_one_family_out"]["logdct-linear"]
     families = {f for f, _, _ in test}
-    assert len(lofo) == len(families) == 6
+    assert len(families) == 6 and len(lofo) == 2 * 6
+    by_seed = {seed: [row for row in lofo if row["seed"] == seed] for seed in (0, 1)}
+    assert [row["trained on"] for row in by_seed[0]] == [row["trained on"] for row in by_seed[1]] == sorted(families)
+    assert [row["T"] for row in by_seed[0]] != [row["T"] for row in by_seed[1]]  # the seed reaches the training
     for row in lofo:  # the trained-on family is never scored as unseen
         assert row[f"{row['trained on']} AP"] is None
         assert sum(v is not None for k, v in row.items()
@@ -94,6 +97,10 @@ def test_evaluation_tables_match_an_independent_scoring(trained, tiny_build: Pat
     markdown = (tmp_path / "evaluation.md").read_text()
     assert "## Leave one family out: logdct-linear (cpu scale; max epochs 1, max steps per epoch 1)" in markdown
     assert "| sr-bilinear |" in markdown
+    seed_means = [np.mean([row["mean AP (unseen)"] for row in by_seed[seed]]) for seed in (0, 1)]
+    summary = next(line for line in markdown.splitlines() if line.startswith("| logdct-linear |"))
+    cells = [cell.strip() for cell in summary.split("|")[2:5]]
+    assert cells == [f"{np.mean(seed_means):.3f}", f"{abs(seed_means[0] - seed_means[1]) / np.sqrt(2):.3f}", "2"]
     assert document["lofo_caps"] == {"max_epochs": 1, "max_steps_per_epoch": 1}
     without_lofo = evaluation_markdown({**document, "leave_one_family_out": {}})
     assert "## Per family" in without_lofo and "Leave one family out" not in without_lofo

@@ -99,14 +99,20 @@ def evaluate(
     scale: ScaleOption = "cpu",
     epochs: EpochsOption = None,
     steps: StepsOption = None,
+    seeds: Annotated[str, typer.Option(help="Training seeds of the leave-one-family-out rows (comma-separated; "
+                                            "each trains every row again; empty: the recipe's).")] = "",
     threads: ThreadsOption = 2,
 ) -> None:
     """Per-family AP/AUC/accuracies, robustness curves, and leave-one-family-out tables of every architecture."""
     from genaudit.forensics.detector_recipes import evaluate_build
 
     _set_threads(threads)
+    try:
+        seed_list = [int(s) for s in _split_names(seeds) or []] or None
+    except ValueError:
+        raise typer.BadParameter(f"seeds must be comma-separated integers, got {seeds!r}") from None
     evaluate_build(build_dir, out, card_path=card, archs=_split_names(archs) or (), scale=scale,
-                   max_epochs=epochs, max_steps_per_epoch=steps, log=_log)
+                   max_epochs=epochs, max_steps_per_epoch=steps, seeds=seed_list, log=_log)
     console.print((out / "evaluation.md").read_text(), highlight=False)
 
 

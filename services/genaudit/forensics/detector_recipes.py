@@ -261,12 +261,14 @@ def plot_robustness(curves: dict[str, list[tuple[float, dict[str, float]]]], pat
 def evaluate_build(
     build_dir: Path, out_dir: Path, *, card_path: Path, archs: Sequence[str] = tuple(RECIPES), scale: str = "cpu",
     device: str | None = None, max_epochs: int | None = None, max_steps_per_epoch: int | None = None,
-    log: Log = print,
+    seeds: Sequence[int] | None = None, log: Log = print,
 ) -> dict[str, Any]:
     """Per-family table and robustness curves of the detector at ``card_path`` on the test split, and a
-    leave-one-family-out table per architecture in ``archs``; written to ``out_dir/evaluation.{json,md}`` and
-    ``out_dir/robustness.png``. The files are rewritten after each part (the detector's tables, then each
-    architecture's table), so a long run that stops keeps what it finished. Returns the JSON document."""
+    leave-one-family-out table per architecture in ``archs``, its rows trained once per seed of ``seeds`` (None:
+    the recipe's seed), which draws the nets' initialization, batches and augmentations; written to
+    ``out_dir/evaluation.{json,md}`` and ``out_dir/robustness.png``. The files are rewritten after each part (the
+    detector's tables, then each architecture's table at each seed), so a long run that stops keeps what it
+    finished. Returns the JSON document."""
     device = _device(device)
     test = load_split(build_dir, "test")
     detector = Detector.from_card(card_path, device)
@@ -297,11 +299,14 @@ def evaluate_build(
         recipe = get_recipe(arch)
         config = recipe.training_config(scale, device, max_epochs=max_epochs,
                                         max_steps_per_epoch=max_steps_per_epoch)
-        log(f"leave-one-family-out: {arch}")
-        rows = leave_one_family_out(lambda r=recipe, c=config: _make_net(r, c.seed), train, val, test, config,
-                                    log=log)
-        document["leave_one_family_out"][arch] = lofo_table_rows(rows)
-        _write_evaluation(document, out_dir)
+        table = document["leave_one_family_out"][arch] = []
+        for seed in (config.seed,) if seeds is None else seeds:
+            seeded = replace(config, seed=seed)
+            log(f"leave-one-family-out: {arch}, seed {seed}")
+            rows = leave_one_family_out(lambda r=recipe, c=seeded: _make_net(r, c.seed), train, val, test, seeded,
+                                        log=log)
+            table += lofo_table_rows(rows)
+            _write_evaluation(document, out_dir)
     return document
 
 
@@ -319,7 +324,10 @@ def evaluation_markdown(document: dict[str, Any]) -> str:
              "## Robustness (all test images)", "",
              format_table(_robustness_rows({k: [(r["level"], r) for r in v]
                                             for k, v in document["robustness"].items()})), ""]
-    summary = [{"arch": arch, "mean AP on unseen families": ap} for arch, ap in mean_unseen_ap(document).items()]
+    summary = [{"arch": arch, "mean AP on unseen families": float(np.mean(list(by_seed.values()))),
+                "sd over seeds": float(np.std(list(by_seed.values()), ddof=1)) if len(by_seed) > 1 else None,
+                "seeds": len(by_seed)}
+               for arch, by_seed in lofo_seed_means(document).items()]
     if summary:  # none when the evaluation was run without architectures
         lines += ["## Leave one family out: summary", "", format_table(summary), ""]
     caps = document.get("lofo_caps", {})
@@ -330,8 +338,14 @@ def evaluation_markdown(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def mean_unseen_ap(document: dict[str, Any]) -> dict[str, float]:
-    """Per architecture, the mean over its leave-one-family-out rows of the mean AP on unseen families."""
-    return {arch: float(np.mean([row["mean AP (unseen)"] for row in rows]))
-            for arch, rows in document["leave_one_family_out"].items()}
+def lofo_seed_means(document: dict[str, Any]) -> dict[str, dict[int, float]]:
+    """Per architecture and training seed, the mean over that seed's leave-one-family-out rows of the mean AP on
+    unseen families."""
+    means = {}
+    for arch, rows in document["leave_one_family_out"].items():
+        by_seed: dict[int, list[float]] = {}
+        for row in rows:
+            by_seed.setdefault(row["seed"], []).append(row["mean AP (unseen)"])
+        means[arch] = {seed: float(np.mean(aps)) for seed, aps in sorted(by_seed.items())}
+    return means
 

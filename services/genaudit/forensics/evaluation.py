@@ -309,12 +309,12 @@ def leave_one_family_out(
 
 
 def lofo_table_rows(rows: Sequence[LofoRow]) -> list[dict[str, object]]:
-    """Flat rows for ``format_table``: trained-on family, then AP and accuracy on each family (None on
-    the family trained on), the means over unseen families and T."""
+    """Flat rows for ``format_table``: trained-on family and training seed, then AP and accuracy on each family
+    (None on the family trained on), the means over unseen families and T."""
     families = sorted({g for row in rows for g in row.unseen} | {row.train_family for row in rows})
     flat = []
     for row in rows:
-        line: dict[str, object] = {"trained on": row.train_family}
+        line: dict[str, object] = {"trained on": row.train_family, "seed": row.train.config.seed}
         for g in families:
             metrics = row.unseen.get(g)
             line[f"{g} AP"] = None if metrics is None else metrics["ap"]
