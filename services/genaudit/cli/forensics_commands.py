@@ -21,7 +21,8 @@ forensics_app = typer.Typer(help="Build the ForenSynth-style set, train and eval
 ScaleOption = Annotated[str, typer.Option(help="Training scale: cpu (reduced, minutes on 2 cores) or full (GPU).")]
 EpochsOption = Annotated[int | None, typer.Option(help="Cap on epochs (default: the recipe's).")]
 StepsOption = Annotated[int | None, typer.Option(help="Cap on steps per epoch (default: the recipe's).")]
-ThreadsOption = Annotated[int, typer.Option(help="torch CPU threads (results are reproducible for a thread count).")]
+ThreadsOption = Annotated[int, typer.Option(help="torch CPU threads (results are reproducible for a thread count "
+                                                 "on one machine; another CPU may round differently).")]
 
 
 def _log(line: str) -> None:
