@@ -16,8 +16,7 @@ after ``max_epochs``. The net is left with the best weights, in eval mode.
 Determinism: one numpy Generator seeded with ``config.seed`` draws the batch order and every
 augmentation; the torch CPU generator is seeded with it too (for dropout, Gumbel noise...) inside
 ``torch.random.fork_rng``, so the caller's global state is untouched. On CPU, a seed and a thread count
-give bit-identical runs on one machine; another CPU (another vector instruction set) may round differently, and
-a rebuilt ForenSynth set on another machine differed slightly in four of six families.
+give bit-identical runs on one machine; another CPU (another vector instruction set) may round differently.
 """
 
 from __future__ import annotations
