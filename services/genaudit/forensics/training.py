@@ -5,13 +5,14 @@ The net follows the detector interface: ``forward(x) -> (B,)`` logits for float 
 
 Recipe: fit the net's input normalization on centre crops of the un-augmented training images; Adam;
 loss = BCE with logits, fakes weighted by n_real / n_fake so that an unbalanced set counts both classes
-equally, + ``net.regularization()``; training images augmented by ``augment.TrainAugment``; after each
-epoch, accuracy (at logit 0) and AP on the validation set under ``augment.ValTransform`` (blur 1.5 and
-JPEG 65, each drawn with the training probability; computed once with a seeded generator). The best
-weights by validation accuracy are kept; after ``patience`` epochs without a strictly higher accuracy
-the learning rate is multiplied by ``lr_factor`` and training restarts from the best weights (and the
-optimizer state of that epoch); training stops when the learning rate would fall below ``min_lr``, or
-after ``max_epochs``. The net is left with the best weights, in eval mode.
+equally, + ``net.regularization()``; with ``simulated_fake_prob`` p > 0, each fake sample is, with
+probability p, replaced by ``simulated.simulate_upsampling`` of a random training real (the class balance is
+kept); training images augmented by ``augment.TrainAugment``; after each epoch, accuracy (at logit 0) and AP
+on the validation set under ``augment.ValTransform`` (blur 1.5 and JPEG 65, each drawn with the training
+probability; computed once with a seeded generator). The best weights by validation accuracy are kept; after
+``patience`` epochs without a strictly higher accuracy the learning rate is multiplied by ``lr_factor`` and
+training restarts from the best weights (and the optimizer state of that epoch); training stops when the
+learning rate would fall below ``min_lr``, or after ``max_epochs``. The net is left with the best weights, in eval mode.
 
 Determinism: one numpy Generator seeded with ``config.seed`` draws the batch order and every
 augmentation; the torch CPU generator is seeded with it too (for dropout, Gumbel noise...) inside
@@ -40,6 +41,7 @@ from genaudit.forensics.evaluation import (
     predict_logits,
     resolve_crop,
 )
+from genaudit.forensics.simulated import simulate_upsampling
 
 # lr * factor^k is compared with min_lr with this relative slack: 1e-4 * 0.1 * 0.1 is 1.0000000000000002e-06
 # or 9.999999999999999e-07 depending on the order of operations, and must count as 1e-6.
@@ -61,6 +63,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     max_steps_per_epoch: int | None = None  # None: one pass over the training set
+    # Share of the fake training samples replaced by a simulated fake of a random training real
+    # (``simulated.simulate_upsampling``, before the augmentation); 0 = the data as they are.
+    simulated_fake_prob: float = 0.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -72,6 +77,7 @@ class TrainConfig:
             "min_lr": 0 < self.min_lr <= self.lr,
             "blur_prob": 0 <= self.blur_prob <= 1,
             "jpeg_prob": 0 <= self.jpeg_prob <= 1,
+            "simulated_fake_prob": 0 <= self.simulated_fake_prob <= 1,
             "max_steps_per_epoch": self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
@@ -156,9 +162,18 @@ def train_detector(
     n_fake = int((train.labels == FAKE).sum())
     pos_weight = torch.tensor((len(train) - n_fake) / n_fake, dtype=torch.float32, device=device)
     regularization = getattr(net, "regularization", None)
+    real_positions = np.flatnonzero(train.labels == REAL)
+
+    def training_image(i: int) -> np.ndarray:
+        # the draw is made only when simulation is on, so that p = 0 keeps the augmentation sequence unchanged
+        if config.simulated_fake_prob and train.labels[i] == FAKE and rng.random() < config.simulated_fake_prob:
+            return simulate_upsampling(train.images[rng.choice(real_positions)], rng)
+        return train.images[i]
+
     log(
         f"training on {len(train)} images ({n_fake} fake), validating on {len(val)}; crop {crop}, "
         f"blur/JPEG p {config.blur_prob}/{config.jpeg_prob}, lr {config.lr:g}, batch {config.batch_size}"
+        + (f", simulated fakes p {config.simulated_fake_prob}" if config.simulated_fake_prob else "")
     )
 
     with torch.random.fork_rng(devices=[]):
@@ -181,7 +196,7 @@ def train_detector(
             steps = steps[: config.max_steps_per_epoch]
             loss_sum, seen = 0.0, 0
             for index in steps:
-                x = to_image_batch(np.stack([augment(train.images[i], rng) for i in index])).to(device)
+                x = to_image_batch(np.stack([augment(training_image(i), rng) for i in index])).to(device)
                 y = torch.from_numpy(train.labels[index]).to(device=device, dtype=torch.float32)
                 loss = nn.functional.binary_cross_entropy_with_logits(net(x).reshape(-1), y, pos_weight=pos_weight)
                 if regularization is not None:
