@@ -30,6 +30,7 @@ class Settings:
     grpc_port: int = 50051
     metrics_port: int = 9100  # gateway /metrics; workers use worker_metrics_port
     worker_metrics_port: int = 9101
+    detector_metrics_port: int = 9102  # /metrics of `genaudit detector-serve`
     api_keys_file: str = ""  # JSON: {"tenants": {"<tenant>": ["<sha256 hex of key>", ...]}}
     api_keys: str = ""  # inline alternative: "tenant:sha256hex,tenant2:sha256hex"
     max_message_bytes: int = 32 * 1024 * 1024

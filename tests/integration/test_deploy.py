@@ -344,6 +344,9 @@ def test_scrape_jobs_match_the_alert_rules() -> None:
     assert jobs["genaudit-gateway"]["static_configs"][0]["targets"] == ["gateway:9100"]
     worker_targets = {t for sc in jobs["genaudit-worker"]["static_configs"] for t in sc["targets"]}
     assert worker_targets == {"worker-gpu:9101", "worker-cpu:9101"}
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    detector_port = compose["services"]["detector"]["environment"]["GENAUDIT_DETECTOR_METRICS_PORT"]
+    assert jobs["genaudit-detector"]["static_configs"][0]["targets"] == [f"detector:{detector_port}"]
     # Target labels must not shadow our metrics' labels (Prometheus would rename those exported_*).
     metric_labels = {"queue", "job_type", "status", "stage", "outcome", "grpc_service", "grpc_method", "grpc_code"}
     for job in jobs.values():
@@ -530,9 +533,11 @@ def test_chart_detector_is_the_gateways_screen_backend() -> None:
 
     service = find_object(objects, "Service", host)
     assert service["spec"]["clusterIP"] == "None"
-    [service_port] = service["spec"]["ports"]
-    assert (service_port["port"], service_port["targetPort"]) == (int(port), "grpc")
-    assert service_port["appProtocol"] == "grpc"
+    service_ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert set(service_ports) == {"grpc", "metrics"}
+    assert (service_ports["grpc"]["port"], service_ports["grpc"]["targetPort"]) == (int(port), "grpc")
+    assert service_ports["grpc"]["appProtocol"] == "grpc"
+    assert service_ports["metrics"]["targetPort"] == "metrics"
     deployment = find_object(objects, "Deployment", "audit-genaudit-detector")
     pod = deployment["spec"]["template"]
     assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
@@ -546,7 +551,8 @@ def test_chart_detector_is_the_gateways_screen_backend() -> None:
     detector = container(objects, "audit-genaudit-detector")
     assert detector["args"] == ["detector-serve", "--port", port]
     assert detector["image"] == container(objects, "audit-genaudit-worker-cpu")["image"]
-    assert {p["name"]: p["containerPort"] for p in detector["ports"]} == {"grpc": int(port)}
+    metrics_port = int(config["GENAUDIT_DETECTOR_METRICS_PORT"])
+    assert {p["name"]: p["containerPort"] for p in detector["ports"]} == {"grpc": int(port), "metrics": metrics_port}
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert detector[probe]["grpc"] == {"port": int(port), "service": "genaudit.v1.DetectorService"}
     assert detector["envFrom"] == [{"configMapRef": {"name": "audit-genaudit"}}]
@@ -586,17 +592,14 @@ def test_monitoring_objects() -> None:
     [endpoint] = spec["endpoints"]
     assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
     assert spec["namespaceSelector"] == {"matchNames": ["genaudit"]}
-    # The monitor selects exactly the gateway and worker Services, each with a port named metrics, and
-    # their job labels are the job names the alert rules use.
+    # The monitor selects exactly the gateway, worker and detector Services, each with a port named metrics,
+    # and their job labels are the job names the alert rules use.
     selected = [o for o in objects if o["kind"] == "Service"
                 and spec["selector"]["matchLabels"].items() <= o["metadata"]["labels"].items()]
-    # The detector Service matches the labels too, but has no metrics port: it gives the monitor no target.
-    detector = find_object(objects, "Service", "audit-genaudit-detector")
-    assert detector in selected and "metrics" not in {p["name"] for p in detector["spec"]["ports"]}
-    selected.remove(detector)
     assert {s["metadata"]["name"] for s in selected} == {
-        "audit-genaudit-gateway", "audit-genaudit-worker-gpu", "audit-genaudit-worker-cpu"}
-    assert {s["metadata"]["labels"][spec["jobLabel"]] for s in selected} == {"genaudit-gateway", "genaudit-worker"}
+        "audit-genaudit-gateway", "audit-genaudit-worker-gpu", "audit-genaudit-worker-cpu", "audit-genaudit-detector"}
+    assert {s["metadata"]["labels"][spec["jobLabel"]] for s in selected} == {
+        "genaudit-gateway", "genaudit-worker", "genaudit-detector"}
     for svc in selected:
         assert "metrics" in {p["name"] for p in svc["spec"]["ports"]}
 

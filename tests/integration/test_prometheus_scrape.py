@@ -1,4 +1,5 @@
-"""A real Prometheus scrapes a real gateway process; promtool lints the gateway's and a worker's /metrics.
+"""A real Prometheus scrapes a real gateway process and a real detector server process; promtool lints the
+gateway's, a worker's and the detector server's /metrics.
 
 Prometheus and promtool come from the Debian package ``prometheus`` (``make system-deps``); a missing
 binary is an error, not a skip.
@@ -6,6 +7,7 @@ binary is an error, not a skip.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -22,11 +24,16 @@ from pathlib import Path
 import grpc
 import pytest
 import yaml
+from grpc_health.v1 import health_pb2_grpc
+from PIL import Image
 
 from genaudit.api.v1 import datasets_pb2 as dpb
+from genaudit.api.v1 import detector_pb2
 from genaudit.api.v1.datasets_pb2_grpc import DatasetServiceStub
+from genaudit.api.v1.detector_pb2_grpc import DetectorServiceStub
 from tests.fixtures.deploy_tools import promtool
-from tests.fixtures.gateway_process import GatewayProcess, running_gateway
+from tests.fixtures.detector import write_random_freqnet
+from tests.fixtures.gateway_process import GatewayProcess, running_gateway, wait_serving
 from tests.fixtures.processes import stop_process
 from tests.fixtures.redis import free_port
 
@@ -222,3 +229,67 @@ def test_promtool_check_metrics_is_clean_on_gateway_and_worker(tmp_path: Path) -
     problems = {name: _promtool_problems(text) for name, text in (("gateway", gateway_text),
                                                                    ("worker", worker_text))}
     assert problems == {"gateway": "", "worker": ""}, problems
+
+
+DETECTOR_JOB = "genaudit-detector"
+
+
+@contextmanager
+def running_detector_server(workdir: Path) -> Iterator[tuple[grpc.Channel, int]]:
+    """``genaudit detector-serve`` on a random freqnet card, as its own process with the worker image's
+    PROMETHEUS_MULTIPROC_DIR set; yields a channel to it once SERVING and its metrics port."""
+    card = write_random_freqnet(workdir / "detector", version="random-freqnet-metrics-1")
+    grpc_port, metrics_port = free_port(), free_port()
+    env = {**os.environ, "GENAUDIT_GRPC_HOST": "127.0.0.1", "GENAUDIT_DEVICE": "cpu",
+           "GENAUDIT_DETECTOR_METRICS_PORT": str(metrics_port), "GENAUDIT_SHUTDOWN_GRACE_S": "2",
+           "PROMETHEUS_MULTIPROC_DIR": str(workdir / "not-for-the-detector")}
+    log_path = workdir / "detector.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-c", "from genaudit.cli import app; app()", "detector-serve",
+                                 "--model", str(card), "--port", str(grpc_port)],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            try:
+                wait_serving(health_pb2_grpc.HealthStub(channel), proc)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n--- detector log ---\n{log_path.read_text()}") from None
+            yield channel, metrics_port
+    finally:
+        stop_process(proc)
+    assert not (workdir / "not-for-the-detector").exists()  # no multiprocess files: one process
+
+
+def _png(rgb: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_prometheus_scrapes_the_detector_server(tmp_path: Path) -> None:
+    """Two images scored and one refused in one ScoreBatch: Prometheus sees those counts, one forward pass,
+    the call counted OK; the exposition is promtool-clean."""
+    with running_detector_server(tmp_path) as (channel, metrics_port), \
+            running_prometheus(tmp_path, {DETECTOR_JOB: f"127.0.0.1:{metrics_port}"}) as prometheus:
+        reply = DetectorServiceStub(channel).ScoreBatch(
+            detector_pb2.ScoreBatchRequest(images=[_png((10, 20, 30)), b"not an image", _png((200, 10, 90))]),
+            timeout=30)
+        assert [bool(s.invalid_reason) for s in reply.scores] == [False, True, False]
+
+        expected = {
+            f'genaudit_detector_images_total{{job="{DETECTOR_JOB}",outcome="scored"}}': 2.0,
+            f'genaudit_detector_images_total{{job="{DETECTOR_JOB}",outcome="invalid"}}': 1.0,
+            f'genaudit_detector_forward_seconds_count{{job="{DETECTOR_JOB}"}}': 1.0,
+            f'genaudit_detector_forward_wait_seconds_count{{job="{DETECTOR_JOB}"}}': 1.0,
+            f'genaudit_grpc_server_handled_total{{job="{DETECTOR_JOB}",grpc_method="ScoreBatch",grpc_code="OK"}}': 1.0,
+            f'up{{job="{DETECTOR_JOB}"}}': 1.0,
+        }
+        deadline = time.monotonic() + 30
+        while True:
+            seen = {promql: list(_query(prometheus, promql).values()) for promql in expected}
+            if all(values == [expected[promql]] for promql, values in seen.items()):
+                break
+            assert time.monotonic() < deadline, f"Prometheus never saw the detector's counts: {seen}"
+            time.sleep(0.5)
+        text = _http_get(f"http://127.0.0.1:{metrics_port}/metrics", timeout_s=5)
+    assert _promtool_problems(text) == ""

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
+from prometheus_client import REGISTRY
 
 from genaudit.api.v1 import detector_pb2, detector_pb2_grpc
 from genaudit.api.v1 import screening_pb2 as spb
@@ -187,31 +188,54 @@ def check_replies(replies: list[object], images: list[bytes], detector: Detector
     assert len(set(probabilities)) == len(probabilities)  # a mix-up between callers could not go unnoticed
 
 
+def detector_counts() -> dict[str, float]:
+    """The detector server's metrics in this process's registry (the gateway's RPCs have another service
+    label): ScoreBatch calls answered OK, images scored and invalid, forward passes and waits observed."""
+    def value(name: str, labels: dict[str, str] | None = None) -> float:
+        return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+    return {
+        "calls": value("genaudit_grpc_server_handled_total",
+                       {"grpc_service": DETECTOR_SERVICE, "grpc_method": "ScoreBatch", "grpc_code": "OK"}),
+        "scored": value("genaudit_detector_images_total", {"outcome": "scored"}),
+        "invalid": value("genaudit_detector_images_total", {"outcome": "invalid"}),
+        "forwards": value("genaudit_detector_forward_seconds_count"),
+        "waits": value("genaudit_detector_forward_wait_seconds_count"),
+    }
+
+
+def counted_since(before: dict[str, float]) -> dict[str, float]:
+    return {name: count - before[name] for name, count in detector_counts().items()}
+
+
 def test_screen_through_the_detector_server_matches_the_in_process_detector_and_is_batched(
         tmp_path: Path, photos: list[bytes], detector: Detector, start_detector, start_gateway) -> None:
     backend = start_detector()
     # the target form the Helm chart uses (DNS resolution, round-robin over what it resolves to)
     running = start_gateway(settings(tmp_path, screen_backend=f"dns:///127.0.0.1:{backend.port}"))
     assert isinstance(running.gateway.context.batcher.screener, RemoteScreener)
-    calls, scored = backend.servicer.score_batch_calls, backend.servicer.images_scored
+    before = detector_counts()
 
     replies = concurrently(running.screen, photos)
 
     check_replies(replies, photos, detector)
-    assert backend.servicer.images_scored - scored == len(photos)
-    assert backend.servicer.score_batch_calls - calls < len(photos)  # micro-batched through the real server
+    counted = counted_since(before)
+    assert counted["scored"] == len(photos) and counted["invalid"] == 0
+    assert 1 <= counted["calls"] < len(photos)  # micro-batched through the real server
+    # one forward pass per call (no call holds more than a forward batch here), each with its wait timed
+    assert counted["forwards"] == counted["waits"] == counted["calls"]
 
 
 def test_bad_images_never_reach_the_backend_and_a_refused_one_fails_alone(
         tmp_path: Path, photos: list[bytes], detector: Detector, start_detector, start_gateway) -> None:
     backend = start_detector()
     running = start_gateway(settings(tmp_path, screen_backend=f"127.0.0.1:{backend.port}"))
-    calls = backend.servicer.score_batch_calls
+    before = detector_counts()
     for bad in (photos[0][: len(photos[0]) // 2], b"not an image", b""):  # truncated, unknown format, empty
         with pytest.raises(grpc.RpcError) as info:
             running.screen(bad)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert backend.servicer.score_batch_calls == calls  # refused by the gateway's own decoding
+    assert counted_since(before)["calls"] == 0  # refused by the gateway's own decoding
 
     # A valid 16x16 image passes the gateway but is too small for the detector: only its caller fails.
     tiny = png(Image.new("RGB", (16, 16), (120, 30, 200)))
@@ -223,6 +247,8 @@ def test_bad_images_never_reach_the_backend_and_a_refused_one_fails_alone(
     with pytest.raises(grpc.RpcError) as info:  # alone in its batch, too
         running.screen(tiny)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "smaller than" in info.value.details()
+    counted = counted_since(before)
+    assert (counted["scored"], counted["invalid"]) == (1, 2)
 
 
 def test_gateway_starts_without_its_backend_and_screens_once_it_is_up(

@@ -98,6 +98,9 @@ def detector_serve(
     log_level: str = "info",
 ) -> None:
     """Start the detector model server that gateways forward Screen calls to (GENAUDIT_SCREEN_BACKEND)."""
+    # One process, so plain in-process metrics: the worker image sets the multiprocess directory for the Celery
+    # workers, and in that mode every value would also go through a file there. Before any prometheus_client import.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     _configure_logging(log_level)
     from dataclasses import replace
 

@@ -43,13 +43,28 @@ QUEUE_DEPTH = Gauge(
     "genaudit_queue_depth", "Messages waiting in a worker queue.", ["queue"], multiprocess_mode="max",
 )
 GRPC_HANDLED = Counter(
-    "genaudit_grpc_server_handled_total", "RPCs completed by the gateway.",
+    "genaudit_grpc_server_handled_total", "RPCs completed by the server (gateway or detector model server).",
     ["grpc_service", "grpc_method", "grpc_code"],
 )
 GRPC_LATENCY = Histogram(
-    "genaudit_grpc_server_handling_seconds", "RPC handling time at the gateway.", ["grpc_service", "grpc_method"],
+    "genaudit_grpc_server_handling_seconds", "RPC handling time at the server (gateway or detector model server).",
+    ["grpc_service", "grpc_method"],
     buckets=_LATENCY_BUCKETS,
 )
 IMAGES_PROCESSED = Counter(
     "genaudit_images_processed_total", "Images decoded by workers.", ["job_type", "outcome"],
+)
+# Detector model server (`genaudit detector-serve`). It runs one forward pass at a time, so the wait for the
+# model is what grows first when it is saturated: add replicas (or a GPU) when that wait nears the forward time.
+DETECTOR_FORWARD = Histogram(
+    "genaudit_detector_forward_seconds", "One forward pass of the detector model server over decoded images.",
+    buckets=_LATENCY_BUCKETS,
+)
+DETECTOR_FORWARD_WAIT = Histogram(
+    "genaudit_detector_forward_wait_seconds", "Time a chunk of decoded images waited for the model to be free.",
+    buckets=_LATENCY_BUCKETS,
+)
+DETECTOR_IMAGES = Counter(
+    "genaudit_detector_images_total", "Images received by the detector model server: scored, or invalid "
+    "(undecodable or refused by the model).", ["outcome"],
 )

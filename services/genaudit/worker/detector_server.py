@@ -12,6 +12,8 @@ others of the batch are scored as usual.
 - The model loads before the port opens; grpc.health.v1 reports "" and ``genaudit.v1.DetectorService``
   SERVING from then on, NOT_SERVING once shutdown starts.
 - SIGTERM/SIGINT: health NOT_SERVING, new calls refused, in-flight ones get ``shutdown_grace_s``.
+- Metrics (``genaudit.telemetry.metrics``) on ``settings.detector_metrics_port``: RPCs by status, the forward
+  passes' time and their wait for the model, images scored and refused.
 - Connections are recycled every ``MAX_CONNECTION_AGE_S``: clients re-resolve the target then, so
   replicas added behind a headless Service start getting batches.
 """
@@ -29,14 +31,17 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from PIL import Image
+from prometheus_client import start_http_server
 
 from genaudit.api.v1 import detector_pb2, detector_pb2_grpc
 from genaudit.errors import FailedPrecondition, GenauditError, InvalidArgument
 from genaudit.gateway.errors import ErrorInterceptor
+from genaudit.gateway.metrics import MetricsInterceptor
 from genaudit.gateway.remote_screener import DETECTOR_SERVICE
 from genaudit.gateway.screening import DetectorModel, ScreenVerdict, screen_images
 from genaudit.images import ImageLimits, decode_image
 from genaudit.settings import Settings
+from genaudit.telemetry.metrics import DETECTOR_FORWARD, DETECTOR_FORWARD_WAIT, DETECTOR_IMAGES
 
 logger = logging.getLogger(__name__)
 
@@ -64,15 +69,12 @@ def load_detector(model: str, device: str = "auto") -> DetectorModel:
 
 
 class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
-    """ScoreBatch and DescribeModel over one model; counts the calls and images it scored."""
+    """ScoreBatch and DescribeModel over one model."""
 
     def __init__(self, model: DetectorModel, limits: ImageLimits) -> None:
         self.model = model
         self._limits = limits
         self._forward = threading.Lock()  # one forward pass at a time
-        self._counting = threading.Lock()
-        self.score_batch_calls = 0
-        self.images_scored = 0
 
     def _decode(self, data: bytes) -> Image.Image | InvalidArgument:
         try:
@@ -83,16 +85,23 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
     def _score_chunk(self, chunk: list[bytes]) -> list[ScreenVerdict | GenauditError]:
         decoded = [self._decode(data) for data in chunk]
         images = [d for d in decoded if isinstance(d, Image.Image)]
-        with self._forward:
-            scored = iter(screen_images(self.model, images) if images else [])
-        with self._counting:
-            self.images_scored += len(images)
-        return [next(scored) if isinstance(d, Image.Image) else d for d in decoded]
+        verdicts: list[ScreenVerdict | GenauditError] = []
+        if images:
+            waiting = time.perf_counter()
+            with self._forward:
+                started = time.perf_counter()
+                DETECTOR_FORWARD_WAIT.observe(started - waiting)
+                verdicts = screen_images(self.model, images)
+                DETECTOR_FORWARD.observe(time.perf_counter() - started)
+        scored = iter(verdicts)
+        outcomes = [next(scored) if isinstance(d, Image.Image) else d for d in decoded]
+        invalid = sum(isinstance(o, GenauditError) for o in outcomes)
+        DETECTOR_IMAGES.labels(outcome="invalid").inc(invalid)
+        DETECTOR_IMAGES.labels(outcome="scored").inc(len(outcomes) - invalid)
+        return outcomes
 
     def ScoreBatch(self, request: detector_pb2.ScoreBatchRequest,
                    context: grpc.ServicerContext) -> detector_pb2.ScoreBatchResponse:
-        with self._counting:
-            self.score_batch_calls += 1
         scores = []
         for start in range(0, len(request.images), FORWARD_BATCH):
             for outcome in self._score_chunk(list(request.images[start:start + FORWARD_BATCH])):
@@ -137,7 +146,7 @@ def build_detector_server(settings: Settings, model: DetectorModel, port: int = 
     max_bytes = settings.max_message_bytes + _MESSAGE_HEADROOM_BYTES
     server = grpc.server(
         ThreadPoolExecutor(max_workers=threads, thread_name_prefix="genaudit-detector"),
-        interceptors=[ErrorInterceptor()],
+        interceptors=[MetricsInterceptor(), ErrorInterceptor()],
         options=[
             ("grpc.max_receive_message_length", max_bytes),
             ("grpc.max_send_message_length", max_bytes),
@@ -164,6 +173,7 @@ def serve_detector(settings: Settings, port: int = DEFAULT_PORT) -> None:
     logger.info("loaded detector %s (%s) in %.1f s", model.version, settings.screen_model,
                 time.perf_counter() - started)
     detector = build_detector_server(settings, model, port)
+    start_http_server(settings.detector_metrics_port)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: stop.set())
