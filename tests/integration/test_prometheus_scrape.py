@@ -24,7 +24,6 @@ from pathlib import Path
 import grpc
 import pytest
 import yaml
-from grpc_health.v1 import health_pb2_grpc
 from PIL import Image
 
 from genaudit.api.v1 import datasets_pb2 as dpb
@@ -33,7 +32,7 @@ from genaudit.api.v1.datasets_pb2_grpc import DatasetServiceStub
 from genaudit.api.v1.detector_pb2_grpc import DetectorServiceStub
 from tests.fixtures.deploy_tools import promtool
 from tests.fixtures.detector import write_random_freqnet
-from tests.fixtures.gateway_process import GatewayProcess, running_gateway, wait_serving
+from tests.fixtures.gateway_process import GatewayProcess, running_gateway, serving_process
 from tests.fixtures.processes import stop_process
 from tests.fixtures.redis import free_port
 
@@ -243,20 +242,10 @@ def running_detector_server(workdir: Path) -> Iterator[tuple[grpc.Channel, int]]
     env = {**os.environ, "GENAUDIT_GRPC_HOST": "127.0.0.1", "GENAUDIT_DEVICE": "cpu",
            "GENAUDIT_DETECTOR_METRICS_PORT": str(metrics_port), "GENAUDIT_SHUTDOWN_GRACE_S": "2",
            "PROMETHEUS_MULTIPROC_DIR": str(workdir / "not-for-the-detector")}
-    log_path = workdir / "detector.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen([sys.executable, "-c", "from genaudit.cli import app; app()", "detector-serve",
-                                 "--model", str(card), "--port", str(grpc_port)],
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-            try:
-                wait_serving(health_pb2_grpc.HealthStub(channel), proc)
-            except AssertionError as exc:
-                raise AssertionError(f"{exc}\n--- detector log ---\n{log_path.read_text()}") from None
-            yield channel, metrics_port
-    finally:
-        stop_process(proc)
+    argv = [sys.executable, "-c", "from genaudit.cli import app; app()", "detector-serve", "--model", str(card),
+            "--port", str(grpc_port)]
+    with serving_process(argv, env, grpc_port, workdir / "detector.log") as (_, channel):
+        yield channel, metrics_port
     assert not (workdir / "not-for-the-detector").exists()  # no multiprocess files: one process
 
 
