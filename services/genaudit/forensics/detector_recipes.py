@@ -2,7 +2,7 @@
 
 A build (``genaudit.forensics.synth``) holds ``{train,val,test}/<family>/{0_real,1_fake}/*.png``. One recipe per
 detector architecture says its config and two training scales: ``full`` (Wang et al.'s recipe as DESIGN.md
-section 5 gives it, for a GPU) and ``cpu`` (the same recipe with fewer epochs and steps, so that every recipe runs
+section 5 gives it, plus simulated upsampling fakes, for a GPU) and ``cpu`` (the same recipe with fewer epochs and steps, so that every recipe runs
 on 2 CPU cores in minutes; the card states which scale was used).
 
 ``train_from_build`` trains one architecture on every family's training images, then calibrates it on the
@@ -74,7 +74,12 @@ class DetectorRecipe:
 # Blur and JPEG each with p = 0.5 (Wang et al.'s "Blur+JPEG (0.5)"): the more robust of their two settings, and
 # the issue asks for at most 5 AP lost at JPEG quality 60. The nets without a fixed input size train on random
 # 56 px crops of the 64 px images (as Wang et al. crop 224 of 256) and are tested on the whole image.
-_WANG = TrainConfig(lr=1e-4, batch_size=64, max_epochs=100, patience=5, blur_prob=0.5, jpeg_prob=0.5)
+# Ours on top of Wang et al.'s recipe, for every architecture alike: half the fake samples are simulated
+# upsampling fakes of training reals (``simulated``). Leave one family out at the CPU caps (4 x 25 steps),
+# seeds 0-2, mean AP on unseen families with / without: freqnet 79.4 / 78.1 (higher at each seed),
+# logdct-linear 72.7 / 67.5 at seed 0.
+_WANG = TrainConfig(lr=1e-4, batch_size=64, max_epochs=100, patience=5, blur_prob=0.5, jpeg_prob=0.5,
+                    simulated_fake_prob=0.5)
 
 RECIPES: dict[str, DetectorRecipe] = {
     r.arch: r
