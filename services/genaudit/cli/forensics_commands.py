@@ -81,7 +81,8 @@ def train(
     steps: StepsOption = None,
     threads: ThreadsOption = 2,
 ) -> None:
-    """Train a detector with Wang et al.'s recipe, calibrate it (temperature, threshold at a target FPR), save it."""
+    """Train a detector with Wang et al.'s recipe plus simulated upsampling fakes, calibrate it (temperature,
+    threshold at a target FPR), save it."""
     from genaudit.forensics.detector_recipes import train_from_build
 
     _set_threads(threads)

@@ -2,8 +2,8 @@
 
 A build (``genaudit.forensics.synth``) holds ``{train,val,test}/<family>/{0_real,1_fake}/*.png``. One recipe per
 detector architecture says its config and two training scales: ``full`` (Wang et al.'s recipe as DESIGN.md
-section 5 gives it, plus simulated upsampling fakes, for a GPU) and ``cpu`` (the same recipe with fewer epochs and steps, so that every recipe runs
-on 2 CPU cores in minutes; the card states which scale was used).
+section 5 gives it, plus simulated upsampling fakes, for a GPU) and ``cpu`` (the same recipe with fewer epochs
+and steps, so that every recipe runs on 2 CPU cores in minutes; the card states which scale was used).
 
 ``train_from_build`` trains one architecture on every family's training images, then calibrates it on the
 validation images: the temperature by temperature scaling (``calibration.fit_temperature``) and the operating

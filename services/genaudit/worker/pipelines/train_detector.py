@@ -12,8 +12,8 @@
    output named after its source) land in the same split, so no pair straddles train and validation.
 3. Training: the architecture's config of its recipe (``detector_recipes.get_recipe(arch).config``, the one
    ``genaudit forensics train`` uses), then ``forensics.training.train_detector`` (Wang et al.'s recipe:
-   blur / JPEG augmentation with the spec's probabilities, early stopping on validation accuracy under the
-   fixed validation transform).
+   blur / JPEG augmentation and simulated upsampling fakes with the spec's probabilities, early stopping on
+   validation accuracy under the fixed validation transform).
    Progress and cancellation are checked after each epoch (the recipe has no finer hook).
 4. Calibration on the clean validation images, scored exactly as ``Detector`` scores at test time:
    ``calibration.calibrate(logits, labels, target_fpr)`` (temperature T, and the threshold t at target_fpr
@@ -245,7 +245,7 @@ def run(job: Job, ctx: WorkerContext, progress: JobProgress) -> dict[str, str]:
 
     train_config = TrainConfig(batch_size=spec["batch_size"], max_epochs=spec["max_epochs"],
                                blur_prob=spec["blur_prob"], jpeg_prob=spec["jpeg_prob"], crop=spec["crop"] or None,
-                               seed=spec["seed"], device=str(device))
+                               simulated_fake_prob=spec["simulated_fake_prob"], seed=spec["seed"], device=str(device))
     epochs = 0
 
     def log(message: str) -> None:
