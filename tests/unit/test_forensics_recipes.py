@@ -61,7 +61,10 @@ def test_threshold_and_temperature_are_calibrated_on_validation(trained, tiny_bu
     logits = detector.logits([image for _, _, image in val])
 
     probabilities = 1.0 / (1.0 + np.exp(-logits / detector.temperature))
-    real_fpr = float(np.mean(probabilities[labels == 0] >= detector.threshold))
+    # The threshold is the next float above one real's sigmoid (calibration.threshold_at_fpr, scipy's expit);
+    # this formula may round that probability an ulp or two higher (seen when a barely trained net gives every
+    # real nearly the same logit), so a real within 1e-12 of the threshold counts as below it.
+    real_fpr = float(np.mean(probabilities[labels == 0] >= detector.threshold + 1e-12))
     assert real_fpr <= TARGET_FPR
 
     def nll(t: float) -> float:  # mean binary cross-entropy of sigmoid(logit / t), float64
