@@ -21,6 +21,9 @@ forensics_app = typer.Typer(help="Build the ForenSynth-style set, train and eval
 ScaleOption = Annotated[str, typer.Option(help="Training scale: cpu (reduced, minutes on 2 cores) or full (GPU).")]
 EpochsOption = Annotated[int | None, typer.Option(help="Cap on epochs (default: the recipe's).")]
 StepsOption = Annotated[int | None, typer.Option(help="Cap on steps per epoch (default: the recipe's).")]
+SimulatedOption = Annotated[float | None, typer.Option(
+    "--simulated-fakes", help="Share of fake training samples replaced by simulated upsampling fakes of training "
+                              "reals (default: the recipe's, 0).")]
 ThreadsOption = Annotated[int, typer.Option(help="torch CPU threads (results are reproducible for a thread count "
                                                  "on one machine; another CPU may round differently).")]
 
@@ -79,15 +82,16 @@ def train(
     target_fpr: Annotated[float, typer.Option(help="False-positive rate of the operating threshold.")] = 0.01,
     epochs: EpochsOption = None,
     steps: StepsOption = None,
+    simulated_fakes: SimulatedOption = None,
     threads: ThreadsOption = 2,
 ) -> None:
-    """Train a detector with Wang et al.'s recipe plus simulated upsampling fakes, calibrate it (temperature,
-    threshold at a target FPR), save it."""
+    """Train a detector with Wang et al.'s recipe, calibrate it (temperature, threshold at a target FPR), save it."""
     from genaudit.forensics.detector_recipes import train_from_build
 
     _set_threads(threads)
     trained = train_from_build(build_dir, out, arch, scale=scale, name=name, families=_split_names(families),
-                               target_fpr=target_fpr, max_epochs=epochs, max_steps_per_epoch=steps, log=_log)
+                               target_fpr=target_fpr, max_epochs=epochs, max_steps_per_epoch=steps,
+                               simulated_fake_prob=simulated_fakes, log=_log)
     console.print(f"detector [bold]{trained.card['version']}[/bold]: card {trained.card_path}")
 
 
@@ -103,6 +107,7 @@ def evaluate(
     steps: StepsOption = None,
     seeds: Annotated[str, typer.Option(help="Training seeds of the leave-one-family-out rows (comma-separated; "
                                             "each trains every row again; empty: the recipe's).")] = "",
+    simulated_fakes: SimulatedOption = None,
     threads: ThreadsOption = 2,
 ) -> None:
     """Per-family AP/AUC/accuracies, robustness curves, and leave-one-family-out tables of every architecture."""
@@ -114,7 +119,8 @@ def evaluate(
     except ValueError:
         raise typer.BadParameter(f"seeds must be comma-separated integers, got {seeds!r}") from None
     evaluate_build(build_dir, out, card_path=card, archs=_split_names(archs) or (), scale=scale,
-                   max_epochs=epochs, max_steps_per_epoch=steps, seeds=seed_list, log=_log)
+                   max_epochs=epochs, max_steps_per_epoch=steps, seeds=seed_list,
+                   simulated_fake_prob=simulated_fakes, log=_log)
     console.print((out / "evaluation.md").read_text(), highlight=False)
 
 

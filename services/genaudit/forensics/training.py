@@ -1,5 +1,5 @@
-"""Training of a generated-image detector net with Wang et al.'s recipe (CVPR 2020, DESIGN.md section 5), and
-optionally simulated upsampling fakes (``simulated``).
+"""Training of a generated-image detector net with Wang et al.'s recipe (CVPR 2020, DESIGN.md section 5),
+optionally with simulated upsampling fakes (``simulated``).
 
 The net follows the detector interface: ``forward(x) -> (B,)`` logits for float (B, 3, S, S) batches in
 [0, 1], optionally ``fit_normalization(batches)``, ``regularization() -> Tensor`` and ``input_size``.

@@ -312,8 +312,9 @@ JOB_KINDS: dict[JobType, JobKind] = {
             # Wang et al.'s "Blur+JPEG (0.5)", as the detector recipes: the more robust of their two settings.
             "blur_prob": Field(float, 0.5, check=float_range(0.0, 1.0)),
             "jpeg_prob": Field(float, 0.5, check=float_range(0.0, 1.0)),
-            # Share of the fake samples that are simulated upsampling fakes of the reals, as the detector recipes.
-            "simulated_fake_prob": Field(float, 0.5, check=float_range(0.0, 1.0)),
+            # Share of the fake samples replaced by simulated upsampling fakes of the reals; off, as in the
+            # detector recipes (better on unseen generators, worse on the trained ones: detector_recipes._WANG).
+            "simulated_fake_prob": Field(float, 0.0, check=float_range(0.0, 1.0)),
             "crop": Field(int, 0, check=training_crop),
             "target_fpr": Field(float, 0.01, check=float_range(0.0, 0.5, low_open=True)),
             "seed": Field(int, 0, check=int_range(0, 2**31 - 1)),
