@@ -14,9 +14,10 @@ import pytest
 from PIL import Image
 from sklearn.metrics import average_precision_score
 
+from genaudit.errors import InvalidArgument
 from genaudit.features.weights import sha256_file
 from genaudit.forensics.detector import Detector
-from genaudit.forensics.detector_recipes import evaluate_build, evaluation_markdown, train_from_build
+from genaudit.forensics.detector_recipes import evaluate_build, evaluation_markdown, get_recipe, train_from_build
 from genaudit.forensics.synth import build_forensynth
 
 TARGET_FPR = 0.25  # the tiny build has 10 validation reals: 1% would be "no real above the threshold" only
@@ -105,6 +106,18 @@ def test_evaluation_tables_match_an_independent_scoring(trained, tiny_build: Pat
     cells = [cell.strip() for cell in summary.split("|")[2:5]]
     assert cells == [f"{np.mean(seed_means):.3f}", f"{abs(seed_means[0] - seed_means[1]) / np.sqrt(2):.3f}", "2"]
     assert document["lofo_caps"] == {"max_epochs": 1, "max_steps_per_epoch": 1}
+    assert document["lofo_simulated_fake_prob"] is None  # the recipes' own share
+    with_simulated = evaluation_markdown({**document, "lofo_simulated_fake_prob": 0.5})
+    assert "(cpu scale; max epochs 1, max steps per epoch 1; simulated fakes p 0.5)" in with_simulated
     without_lofo = evaluation_markdown({**document, "leave_one_family_out": {}})
     assert "## Per family" in without_lofo and "Leave one family out" not in without_lofo
     assert (tmp_path / "robustness.png").stat().st_size > 10_000
+
+
+def test_training_config_takes_a_share_of_simulated_fakes() -> None:
+    recipe = get_recipe("freqnet")
+    assert recipe.training_config("cpu", "cpu").simulated_fake_prob == recipe.cpu.simulated_fake_prob == 0.0
+    shared = recipe.training_config("full", "cpu", max_epochs=3, simulated_fake_prob=0.5)
+    assert (shared.simulated_fake_prob, shared.max_epochs, shared.crop) == (0.5, 3, recipe.full.crop)
+    with pytest.raises(InvalidArgument, match="simulated_fake_prob"):
+        recipe.training_config("cpu", "cpu", simulated_fake_prob=2.0)
