@@ -62,30 +62,26 @@ def _phase_kernels(base: str) -> np.ndarray:
     return np.einsum("ia,jb->ijab", weights, weights)
 
 
-def _up2(low: np.ndarray, base: str, rng: np.random.Generator) -> np.ndarray:
-    """A random 2x upsampling layer, see the module docstring: (h, w, C) -> (2h, 2w, C)."""
-    kernels = _phase_kernels(base) + rng.normal(0.0, rng.uniform(*PHASE_NOISE), size=(2, 2, 3, 3))
-    gains = 1.0 + rng.normal(0.0, rng.uniform(*PHASE_GAIN), size=(2, 2))
-    # each phase's filter sums to its gain: the perturbation changes its shape, the gain its brightness
-    kernels *= (gains / kernels.sum(axis=(2, 3)))[:, :, None, None]
+def _upsample_by_phases(low: np.ndarray, kernels: np.ndarray) -> np.ndarray:
+    """(h, w, C) -> (2h, 2w, C): output pixel (2m + i, 2n + j) is ``kernels[i, j]`` (3x3) around (m, n)."""
     h, w, c = low.shape
     out = np.empty((2 * h, 2 * w, c))
     for i in range(2):
         for j in range(2):
             out[i::2, j::2] = _filter3x3(low, kernels[i, j])
+    return out
+
+
+def _random_up2(low: np.ndarray, base: str, rng: np.random.Generator) -> np.ndarray:
+    """A random 2x upsampling layer, see the module docstring: (h, w, C) -> (2h, 2w, C)."""
+    kernels = _phase_kernels(base) + rng.normal(0.0, rng.uniform(*PHASE_NOISE), size=(2, 2, 3, 3))
+    gains = 1.0 + rng.normal(0.0, rng.uniform(*PHASE_GAIN), size=(2, 2))
+    # each phase's filter sums to its gain: the perturbation changes its shape, the gain its brightness
+    kernels *= (gains / kernels.sum(axis=(2, 3)))[:, :, None, None]
     post = np.zeros((3, 3))
     post[1, 1] = 1.0
     post += rng.normal(0.0, rng.uniform(*POST_NOISE), size=(3, 3))
-    return _filter3x3(out, post / post.sum())
-
-
-def _bilinear_up2(low: np.ndarray) -> np.ndarray:
-    kernels = _phase_kernels("bilinear")
-    out = np.empty((2 * low.shape[0], 2 * low.shape[1], low.shape[2]))
-    for i in range(2):
-        for j in range(2):
-            out[i::2, j::2] = _filter3x3(low, kernels[i, j])
-    return out
+    return _filter3x3(_upsample_by_phases(low, kernels), post / post.sum())
 
 
 def simulate_upsampling(img: ImageInput, rng: np.random.Generator) -> np.ndarray:
@@ -100,9 +96,9 @@ def simulate_upsampling(img: ImageInput, rng: np.random.Generator) -> np.ndarray
     for _ in range(stages):
         low = _down2(low)
     for _ in range(stages):
-        low = _up2(low, base, rng)
+        low = _random_up2(low, base, rng)
     mixing = np.eye(3) + rng.normal(0.0, rng.uniform(*COLOUR_NOISE), size=(3, 3))
     y = low @ (mixing / mixing.sum(axis=0, keepdims=True))
-    lost_detail = x - _bilinear_up2(_down2(x))
+    lost_detail = x - _upsample_by_phases(_down2(x), _phase_kernels("bilinear"))
     y = y + rng.uniform(*DETAIL) * lost_detail
     return np.clip(np.rint(y * 255.0), 0, 255).astype(np.uint8)
