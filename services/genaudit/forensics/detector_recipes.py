@@ -82,8 +82,9 @@ class DetectorRecipe:
 # Simulated upsampling fakes (simulated_fake_prob 0.5, measured on the fs-cpu6 build of 2026-12-02) trade the
 # families a detector trained on for those it did not: leave one family out at the CPU caps (4 x 25 steps),
 # seeds 0-2, mean AP on unseen families with / without: freqnet 79.4 / 78.1, logdct-linear 72.7 / 66.8,
-# spectrum-logistic 66.9 / 59.2; but freqnet trained on all six families with them (one run) scored 93.5 mean AP
-# on their test split (singan 81.8), the shipped one, trained without, 97.2 (singan 99.9). So they stay off here.
+# spectrum-logistic 66.9 / 59.2 (resnet50-rgb, seed 0: 53.3 / 55.6); but freqnet trained on all six families with
+# them (one run) scored 93.5 mean AP on their test split (singan 81.8), the shipped one, trained without, 97.2
+# (singan 99.9). So they stay off here.
 _WANG = TrainConfig(lr=1e-4, batch_size=64, max_epochs=100, patience=5, blur_prob=0.5, jpeg_prob=0.5)
 
 RECIPES: dict[str, DetectorRecipe] = {
