@@ -92,13 +92,12 @@ def simulate_upsampling(img: ImageInput, rng: np.random.Generator) -> np.ndarray
     x = array.astype(np.float64) / 255.0
     stages = 2 if rng.random() < TWO_STAGE_PROB else 1
     base = BASES[int(rng.integers(len(BASES)))]
-    low = x
-    for _ in range(stages):
-        low = _down2(low)
+    half = _down2(x)
+    low = _down2(half) if stages == 2 else half
     for _ in range(stages):
         low = _random_up2(low, base, rng)
     mixing = np.eye(3) + rng.normal(0.0, rng.uniform(*COLOUR_NOISE), size=(3, 3))
     y = low @ (mixing / mixing.sum(axis=0, keepdims=True))
-    lost_detail = x - _upsample_by_phases(_down2(x), _phase_kernels("bilinear"))
+    lost_detail = x - _upsample_by_phases(half, _phase_kernels("bilinear"))
     y = y + rng.uniform(*DETAIL) * lost_detail
     return np.clip(np.rint(y * 255.0), 0, 255).astype(np.uint8)
