@@ -26,6 +26,7 @@ from genaudit.settings import Settings
 from genaudit.storage import LocalStore
 from genaudit.worker.context import WorkerContext
 from genaudit.worker.runner import execute_job
+from tests.fixtures.images import png_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -49,12 +50,6 @@ class CancellingRecords(MemoryRecordStore):
         return job
 
 
-def _png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 @functools.cache
 def _photos() -> list[tuple[str, Image.Image]]:
     return load_photos()
@@ -68,7 +63,7 @@ def _upload(ctx: WorkerContext, name: str, images: list[tuple[str, Image.Image]]
             extra: dict[str, bytes] | None = None) -> str:
     dataset = ctx.records.create_dataset(TENANT, name)
     for image_name, image in images:
-        ctx.store.put_bytes(keys.dataset_image_key(TENANT, dataset.id, f"{image_name}.png"), _png(image))
+        ctx.store.put_bytes(keys.dataset_image_key(TENANT, dataset.id, f"{image_name}.png"), png_bytes(image))
     for filename, data in (extra or {}).items():
         ctx.store.put_bytes(keys.dataset_image_key(TENANT, dataset.id, filename), data)
     return dataset.id
@@ -143,7 +138,7 @@ def _annulus_reference(spectrum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def spectrum_job(ctx: WorkerContext) -> tuple[Job, str, str]:
     real = [*_crops(20, SIZE, seed=1), ("wide", _crops(1, 96, seed=9)[0][1].crop((0, 0, 96, 80)))]
-    real_id = _upload(ctx, "real photos", real, extra={"zz_small.png": _png(_crops(1, 40, seed=4)[0][1]),
+    real_id = _upload(ctx, "real photos", real, extra={"zz_small.png": png_bytes(_crops(1, 40, seed=4)[0][1]),
                                                        "zz_broken.png": BROKEN})
     upsampled_id = _upload(ctx, "nearest x2", [(n, _nearest_x2(im)) for n, im in _crops(20, SIZE // 2, seed=2)])
     job = _run(ctx, JobType.SPECTRUM, {"real_dataset_id": real_id, "generated_dataset_ids": [upsampled_id],
@@ -232,7 +227,7 @@ def trained(ctx: WorkerContext) -> tuple[Job, str, str]:
     more than this file can spend)."""
     real_id = _upload(ctx, "train real", _crops(48, SIZE, seed=11))
     fake_id = _upload(ctx, "train nearest x2", [(n, _nearest_x2(im)) for n, im in _crops(48, SIZE // 2, seed=12)],
-                      extra={"zz_tiny.png": _png(_crops(1, 24, seed=13)[0][1])})
+                      extra={"zz_tiny.png": png_bytes(_crops(1, 24, seed=13)[0][1])})
     job = _run(ctx, JobType.TRAIN_DETECTOR, {"real_dataset_ids": [real_id], "generated_dataset_ids": [fake_id],
                                              "arch": "logdct-linear", "max_epochs": 2, "batch_size": 8,
                                              "val_fraction": 0.25, "blur_prob": 0.0, "jpeg_prob": 0.0, "seed": 1,
@@ -294,7 +289,7 @@ def test_detect_with_the_trained_model_matches_the_detector_and_sklearn(
     real_id = _upload(ctx, "held-out real", _crops(16, SIZE, seed=21), extra={"zz_broken.png": BROKEN})
     fake_id = _upload(ctx, "held-out nearest x2", [(n, _nearest_x2(im)) for n, im in _crops(12, SIZE // 2, seed=22)])
     other_id = _upload(ctx, "held-out real 2", _crops(6, 80, seed=23),
-                       extra={"zz_small.png": _png(_crops(1, 40, seed=24)[0][1])})
+                       extra={"zz_small.png": png_bytes(_crops(1, 40, seed=24)[0][1])})
     job = _run(ctx, JobType.DETECT, {"dataset_ids": [real_id, fake_id, other_id],
                                      "real_dataset_ids": [real_id, other_id], "model": card_key, "batch_size": 5})
     assert job.state == JobState.SUCCEEDED, job.error

@@ -27,6 +27,7 @@ from genaudit.settings import Settings
 from genaudit.storage import LocalStore
 from genaudit.worker.context import WorkerContext
 from genaudit.worker.runner import execute_job
+from tests.fixtures.images import png_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -47,12 +48,6 @@ class Audit:
     rows: list[dict[str, str]]
 
 
-def _png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 def _crops(count: int, seed: int) -> list[tuple[str, Image.Image]]:
     photos = load_photos()
     per_size = count // len(SIZES)
@@ -70,7 +65,7 @@ def _upload(ctx: WorkerContext, name: str, images: list[tuple[str, Image.Image]]
             extra: dict[str, bytes] | None = None) -> str:
     dataset = ctx.records.create_dataset(TENANT, name)
     for image_name, image in images:
-        ctx.store.put_bytes(keys.dataset_image_key(TENANT, dataset.id, f"{image_name}.png"), _png(image))
+        ctx.store.put_bytes(keys.dataset_image_key(TENANT, dataset.id, f"{image_name}.png"), png_bytes(image))
     for filename, data in (extra or {}).items():
         ctx.store.put_bytes(keys.dataset_image_key(TENANT, dataset.id, filename), data)
     return dataset.id
@@ -330,7 +325,6 @@ def test_defaults_and_queue() -> None:
         "prdc_k": 5, "batch_size": 64, "kid_subsets": 100, "kid_subset_size": 1000,
     }
     assert queue_for(JobType.METRICS) is Queue.GPU
-
 
 
 def test_embedded_cli_audits_folders_in_one_metrics_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

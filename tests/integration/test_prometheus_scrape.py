@@ -7,7 +7,6 @@ binary is an error, not a skip.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -33,6 +32,7 @@ from genaudit.api.v1.detector_pb2_grpc import DetectorServiceStub
 from tests.fixtures.deploy_tools import promtool
 from tests.fixtures.detector import write_random_freqnet
 from tests.fixtures.gateway_process import GatewayProcess, running_gateway, serving_process
+from tests.fixtures.images import png_bytes
 from tests.fixtures.processes import stop_process
 from tests.fixtures.redis import free_port
 
@@ -249,19 +249,14 @@ def running_detector_server(workdir: Path) -> Iterator[tuple[grpc.Channel, int]]
     assert not (workdir / "not-for-the-detector").exists()  # no multiprocess files: one process
 
 
-def _png(rgb: tuple[int, int, int]) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 64), rgb).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def test_prometheus_scrapes_the_detector_server(tmp_path: Path) -> None:
     """Two images scored and one refused in one ScoreBatch: Prometheus sees those counts, one forward pass,
     the call counted OK; the exposition is promtool-clean."""
     with running_detector_server(tmp_path) as (channel, metrics_port), \
             running_prometheus(tmp_path, {DETECTOR_JOB: f"127.0.0.1:{metrics_port}"}) as prometheus:
         reply = DetectorServiceStub(channel).ScoreBatch(
-            detector_pb2.ScoreBatchRequest(images=[_png((10, 20, 30)), b"not an image", _png((200, 10, 90))]),
+            detector_pb2.ScoreBatchRequest(images=[png_bytes(Image.new("RGB", (64, 64), (10, 20, 30))), b"not an image",
+                                                    png_bytes(Image.new("RGB", (64, 64), (200, 10, 90)))]),
             timeout=30)
         assert [bool(s.invalid_reason) for s in reply.scores] == [False, True, False]
 

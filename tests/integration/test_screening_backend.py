@@ -6,7 +6,6 @@ probability is the in-process ``Detector`` loaded from the same card and run on 
 
 from __future__ import annotations
 
-import io
 import signal
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from genaudit.images import ImageLimits, decode_image
 from genaudit.settings import Settings
 from genaudit.worker.detector_server import DetectorServer, build_detector_server
 from tests.fixtures.detector import set_card_threshold, write_random_freqnet
+from tests.fixtures.images import png_bytes
 from tests.fixtures.processes import stop_process
 from tests.fixtures.redis import free_port
 
@@ -48,16 +48,10 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-def png(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 @pytest.fixture(scope="module")
 def photos() -> list[bytes]:
     """16 real-photo crops, 64x64 PNG."""
-    return [png(crop) for _, crop in random_crops(load_photos(), 16, 64, seed=3)]
+    return [png_bytes(crop) for _, crop in random_crops(load_photos(), 16, 64, seed=3)]
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +232,7 @@ def test_bad_images_never_reach_the_backend_and_a_refused_one_fails_alone(
     assert counted_since(before)["calls"] == 0  # refused by the gateway's own decoding
 
     # A valid 16x16 image passes the gateway but is too small for the detector: only its caller fails.
-    tiny = png(Image.new("RGB", (16, 16), (120, 30, 200)))
+    tiny = png_bytes(Image.new("RGB", (16, 16), (120, 30, 200)))
     good, refused = concurrently(running.screen, [photos[1], tiny])
     assert isinstance(refused, grpc.RpcError) and refused.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "smaller than" in refused.details()

@@ -31,6 +31,7 @@ from genaudit.storage import LocalStore
 from genaudit.units.monitored import default_monitored_layers
 from genaudit.worker.context import WorkerContext
 from genaudit.worker.runner import execute_job
+from tests.fixtures.images import png_bytes
 from tests.fixtures.records import CancellingRecords
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_torch_thread")]
@@ -38,8 +39,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_torch_thread
 TENANT = "lab"
 SIDE = 32
 ITERATIONS = {"singan": 30, "ingan": 40}
-
-
 
 
 @pytest.fixture(scope="module")
@@ -60,16 +59,10 @@ def photo() -> Image.Image:
     return _photo("chelsea", (100, 60, 164, 108))
 
 
-def _png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 def _upload(ctx: WorkerContext, name: str, images: dict[str, Image.Image]) -> str:
     dataset = ctx.records.create_dataset(TENANT, name)
     for filename, image in images.items():
-        ctx.store.put_bytes(keys.dataset_image_key(TENANT, dataset.id, filename), _png(image))
+        ctx.store.put_bytes(keys.dataset_image_key(TENANT, dataset.id, filename), png_bytes(image))
     return dataset.id
 
 

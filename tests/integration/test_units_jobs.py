@@ -35,6 +35,7 @@ from genaudit.units.statistics import UnitStatistics, compute_unit_statistics
 from genaudit.worker.context import JobProgress, WorkerContext
 from genaudit.worker.pipelines import pipeline_for
 from genaudit.worker.runner import execute_job
+from tests.fixtures.images import png_bytes
 from tests.fixtures.records import CancellingRecords
 
 pytestmark = pytest.mark.integration
@@ -78,16 +79,10 @@ def _png_size(ctx: WorkerContext, key: str) -> tuple[int, int]:
     return image.size
 
 
-def _png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 def _upload(ctx: WorkerContext, name: str, images: list[Image.Image]) -> str:
     dataset = ctx.records.create_dataset(TENANT, name)
     for i, image in enumerate(images):
-        ctx.store.put_bytes(keys.dataset_image_key(TENANT, dataset.id, f"img_{i:03d}.png"), _png(image))
+        ctx.store.put_bytes(keys.dataset_image_key(TENANT, dataset.id, f"img_{i:03d}.png"), png_bytes(image))
     return dataset.id
 
 
