@@ -58,7 +58,8 @@ def test_configs_are_validated() -> None:
     assert set(DETECTOR_ARCHITECTURES) == {"freqnet", "resnet50-rgb", "logdct-linear", "spectrum-logistic"}
     spec = DETECTOR_ARCHITECTURES["freqnet"]
     assert spec.validate_config(None) == {"dct_width": 64, "spatial_width": 32, "depth": 2, "gate": True,
-                                          "spatial": True, "min_frequency": 0, "distance_dims": 0}
+                                          "spatial": True, "min_frequency": 0, "distance_dims": 0,
+                                          "surprise": False, "surprise_steps": 600}
     for config, message in (({"depth": 9}, "<= 4"), ({"gate": 1}, "must be bool"), ({"depth": True}, "must be int"),
                             ({"width": 3}, "unknown config keys")):
         with pytest.raises(InvalidArgument, match=message):
@@ -73,7 +74,7 @@ def test_configs_are_validated() -> None:
 
 
 def _freqnet_parameters(dct_width: int, spatial_width: int, depth: int, gate: bool, spatial: bool,
-                        min_frequency: int, distance_dims: int) -> int:
+                        min_frequency: int, distance_dims: int, surprise: bool, surprise_steps: int) -> int:
     """Parameter count written out layer by layer (conv weights, batch-norm scale and shift, biases); the
     left-out channels (``min_frequency``) still have their weights, which see zeros."""
     def bn(c: int) -> int:
@@ -83,6 +84,8 @@ def _freqnet_parameters(dct_width: int, spatial_width: int, depth: int, gate: bo
         return 2 * (c * c * 9 + bn(c))
 
     total = 192 * 384 + 384 if gate else 0  # gate: 1x1 conv 192 -> 2 x 192 with bias
+    if surprise:  # predictor: 5x5 conv 3 -> 32, 1x1 32 -> 32 twice, 1x1 32 -> 6, all with biases
+        total += 3 * 25 * 32 + 32 + 2 * (32 * 32 + 32) + 32 * 6 + 6
     total += 192 * dct_width + bn(dct_width) + depth * basic_block(dct_width)
     if spatial:
         total += 3 * spatial_width * 9 + bn(spatial_width)
@@ -95,7 +98,8 @@ def _freqnet_parameters(dct_width: int, spatial_width: int, depth: int, gate: bo
 
 @pytest.mark.parametrize("config", [{}, SMALL_FREQNET, {"gate": False, "spatial": False, "depth": 3},
                                     {"dct_width": 8, "spatial_width": 4, "depth": 4, "gate": False},
-                                    {"min_frequency": 2, "distance_dims": 16}])
+                                    {"min_frequency": 2, "distance_dims": 16},
+                                    {"min_frequency": 2, "distance_dims": 16, "surprise": True}])
 def test_freqnet_shapes_and_parameter_count(config: dict) -> None:
     net = build_detector_net("freqnet", config).eval()
     assert _count(net) == _freqnet_parameters(**DETECTOR_ARCHITECTURES["freqnet"].validate_config(config))

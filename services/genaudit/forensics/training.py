@@ -182,6 +182,10 @@ def train_detector(
         fit_normalization = getattr(net, "fit_normalization", None)
         if fit_normalization is not None:
             fit_normalization(_CentreCrops(train.images, crop, config.batch_size, device))
+        # a prior of the reals (FreqNet's surprise), fitted on the training reals alone before the net trains
+        fit_reals = getattr(net, "fit_reals", None)
+        if fit_reals is not None:
+            fit_reals(to_image_batch(center_crop_batch(train.images[real_positions], crop)).to(device), log=log)
         optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
         lr = config.lr
         best_state = _snapshot(net, optimizer)
@@ -245,6 +249,12 @@ def train_detector(
 
     net.load_state_dict(best_state[0])
     net.eval()
+    # the prior's fusion with the head, standardized on the clean held-out reals as the deployed net sees them
+    fit_fusion = getattr(net, "fit_fusion", None)
+    if fit_fusion is not None:
+        val_reals = val.images[val.labels == REAL]
+        scored = resolve_crop(net, val_reals.shape[1], val_reals.shape[2])
+        fit_fusion(to_image_batch(center_crop_batch(val_reals, scored)).to(device))
     seconds = time.perf_counter() - started
     log(f"best epoch {best_epoch}: val acc {best_accuracy:.4f}, val AP {best_ap:.4f} ({seconds:.1f} s, {stop_reason})")
     return TrainResult(

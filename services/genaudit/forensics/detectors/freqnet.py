@@ -20,6 +20,14 @@ Two branches, each globally average-pooled, fused by one linear layer into the l
 Head: one linear layer on the pooled features of both branches, or (``distance_dims`` k > 0) a
 :class:`DistanceHead`, whose logit grows with the distance of the features from a learned centre of the reals.
 
+Optionally (``surprise``), a prior of the reals that no training fake shaped is added after training
+(``genaudit.forensics.surprise``): a blind-spot pixel predictor fitted on the training reals alone
+(:meth:`FreqNet.fit_reals`, before the detector trains) and a Gaussian of the reals' phase statistics under it.
+Once :meth:`FreqNet.fit_fusion` has seen held-out reals, the eval-mode logit is the sum of the head's logit and
+the squared Mahalanobis distance, each standardized by its mean and std over those reals: both in units of the
+reals' spread, so neither scale decides alone. Training (and validation before the fusion is fitted) sees the
+head's logit only.
+
 The default config has 274,817 parameters, the detector recipe's (``min_frequency`` 2, ``distance_dims`` 16)
 276,274 (a 1.1 MB float32 safetensors file). Inputs: (B, 3, H, W) in [0, 1]
 with H, W multiples of 8 (16 and up recommended: the DCT branch then sees at least 2x2 blocks).
@@ -27,16 +35,25 @@ with H, W multiples of 8 (16 and up recommended: the DCT branch then sees at lea
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
+from genaudit.errors import FailedPrecondition, InvalidArgument
 from genaudit.forensics.dct import ycbcr_block_dct
 from genaudit.forensics.detectors.base import DetectorNet
 from genaudit.forensics.standardize import DCTChannelNorm
+from genaudit.forensics.surprise import (
+    STATISTICS,
+    BlindSpotPredictor,
+    fit_gaussian,
+    mahalanobis_squared,
+    phase_statistics,
+    train_predictor,
+)
 
 DCT_CHANNELS = 192
 # Weight of the gate's sparsity penalty: regularization() = GATE_PENALTY x mean share of channels kept.
@@ -123,9 +140,10 @@ class FreqNet(DetectorNet):
 
     def __init__(self, dct_width: int = 64, spatial_width: int = 32, depth: int = 2, gate: bool = True,
                  spatial: bool = True, min_frequency: int = 0, distance_dims: int = 0,
-                 gate_penalty: float = GATE_PENALTY) -> None:
+                 surprise: bool = False, surprise_steps: int = 600, gate_penalty: float = GATE_PENALTY) -> None:
         super().__init__()
         self.gate_penalty = gate_penalty
+        self.surprise_steps = surprise_steps
         # Derived from the config, not learned: not in the state dict, so weights files keep their tensors.
         self.register_buffer("allowed", allowed_dct_channels(min_frequency), persistent=False)
         self.register_buffer("dct_mean", torch.zeros(DCT_CHANNELS, 1, 1))
@@ -141,6 +159,12 @@ class FreqNet(DetectorNet):
         ) if spatial else None
         features = dct_width + (spatial_width if spatial else 0)
         self.head = DistanceHead(features, distance_dims) if distance_dims else nn.Linear(features, 1)
+        self.surprise = BlindSpotPredictor() if surprise else None
+        if surprise:
+            self.register_buffer("surprise_mean", torch.zeros(STATISTICS))
+            self.register_buffer("surprise_precision", torch.zeros(STATISTICS, STATISTICS))
+            # (head mean, head std, distance mean, distance std) over held-out reals; std 0 = not fitted yet
+            self.register_buffer("fusion", torch.zeros(4))
         self.selected_channels: torch.Tensor | None = None
         self._selection_rate: torch.Tensor | None = None
 
@@ -155,7 +179,55 @@ class FreqNet(DetectorNet):
         self.dct_mean.copy_(norm.mean.to(self.dct_mean))
         self.dct_std.copy_(norm.std.to(self.dct_std))
 
+    @torch.no_grad()
+    def surprise_distance(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,) squared Mahalanobis distance of the images' phase statistics from the reals' Gaussian."""
+        if self.surprise is None:
+            raise FailedPrecondition("this FreqNet has no surprise prior (config surprise=false)")
+        return mahalanobis_squared(phase_statistics(self.surprise, x), self.surprise_mean, self.surprise_precision)
+
+    def fit_reals(self, reals: torch.Tensor, log: Callable[[str], None] | None = None) -> None:
+        """With ``surprise``: train the predictor on ``reals`` (N, 3, H, W) in [0, 1], the training reals only,
+        then fit the reals' Gaussian of its phase statistics; the predictor is frozen afterwards, so the
+        detector's own training leaves it alone. Without ``surprise``: nothing."""
+        if self.surprise is None:
+            return
+        reals = self.check_input(reals)
+        train_predictor(self.surprise, reals, steps=self.surprise_steps, log=log)
+        self.surprise.requires_grad_(False)
+        statistics = torch.cat([phase_statistics(self.surprise, batch) for batch in reals.split(256)])
+        mean, precision = fit_gaussian(statistics.double().cpu().numpy())
+        self.surprise_mean.copy_(torch.from_numpy(mean))
+        self.surprise_precision.copy_(torch.from_numpy(precision))
+
+    @torch.no_grad()
+    def fit_fusion(self, reals: torch.Tensor) -> None:
+        """With ``surprise``: the mean and std of the head's logit and of the distance over held-out ``reals``
+        (N >= 2), which turn on the fused eval-mode logit. Without ``surprise``: nothing."""
+        if self.surprise is None:
+            return
+        reals = self.check_input(reals)
+        if len(reals) < 2:
+            raise InvalidArgument("fit_fusion needs at least 2 real images")
+        was_training = self.training
+        self.eval()
+        head = torch.cat([self.head_logit(batch) for batch in reals.split(256)])
+        distance = torch.cat([self.surprise_distance(batch) for batch in reals.split(256)])
+        self.train(was_training)
+        stats = torch.stack([head.mean(), head.std(), distance.mean(), distance.std()])
+        if not (stats[1] > 0 and stats[3] > 0):
+            raise FailedPrecondition("the head's logit or the surprise distance is constant over these reals")
+        self.fusion.copy_(stats)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logit = self.head_logit(x)
+        if self.surprise is None or self.training or not self.fusion[1] > 0:
+            return logit
+        head_mean, head_std, distance_mean, distance_std = self.fusion
+        return (logit - head_mean) / head_std + (self.surprise_distance(x) - distance_mean) / distance_std
+
+    def head_logit(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,) the head's logit on both branches' pooled features, without the surprise prior."""
         allowed = self.allowed.to(x.dtype).expand(x.shape[0], -1)
         # left-out channels are zeroed before the gate too, so that its choices cannot depend on them
         d = self.dct_input(self.check_input(x)) * allowed[:, :, None, None]

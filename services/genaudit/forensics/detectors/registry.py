@@ -48,6 +48,9 @@ DETECTOR_ARCHITECTURES: dict[str, DetectorSpec] = {
                                        "out (0: all 192 channels; the detector recipe uses 2)"),
                 "distance_dims": Param(int, 0, 0, 256, doc="0: linear head; k > 0: a head scoring the squared "
                                        "distance of k feature projections from the reals' centre (recipe: 16)"),
+                "surprise": Param(bool, False, doc="add a prior of the reals: a blind-spot pixel predictor fitted on "
+                                  "the training reals and the Mahalanobis distance of its phase statistics"),
+                "surprise_steps": Param(int, 600, 1, 100_000, doc="training steps of the surprise predictor"),
             },
         ),
         DetectorSpec(
