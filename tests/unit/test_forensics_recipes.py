@@ -107,6 +107,10 @@ def test_evaluation_tables_match_an_independent_scoring(trained, tiny_build: Pat
     assert cells == [f"{np.mean(seed_means):.3f}", f"{abs(seed_means[0] - seed_means[1]) / np.sqrt(2):.3f}", "2"]
     assert document["lofo_caps"] == {"max_epochs": 1, "max_steps_per_epoch": 1}
     assert document["lofo_simulated_fake_prob"] is None  # the recipes' own share
+    assert document["lofo_surprise"] is None
+    with_prior = evaluation_markdown({**document, "leave_one_family_out": {"freqnet": lofo}, "lofo_surprise": True})
+    assert "## Leave one family out: freqnet (cpu scale; max epochs 1, max steps per epoch 1; surprise prior on)" \
+        in with_prior
     with_simulated = evaluation_markdown({**document, "lofo_simulated_fake_prob": 0.5})
     assert "(cpu scale; max epochs 1, max steps per epoch 1; simulated fakes p 0.5)" in with_simulated
     without_lofo = evaluation_markdown({**document, "leave_one_family_out": {}})
@@ -121,3 +125,27 @@ def test_training_config_takes_a_share_of_simulated_fakes() -> None:
     assert (shared.simulated_fake_prob, shared.max_epochs, shared.crop) == (0.5, 3, recipe.full.crop)
     with pytest.raises(InvalidArgument, match="simulated_fake_prob"):
         recipe.training_config("cpu", "cpu", simulated_fake_prob=2.0)
+
+
+def test_net_config_turns_freqnets_prior_on_or_off() -> None:
+    recipe = get_recipe("freqnet")
+    assert recipe.net_config() == recipe.config and "surprise" not in recipe.config  # off: the recipe's default
+    assert recipe.net_config(True) == {**recipe.config, "surprise": True}
+    assert recipe.net_config(False)["surprise"] is False
+    assert get_recipe("logdct-linear").net_config(None) == get_recipe("logdct-linear").config
+    with pytest.raises(InvalidArgument, match="option of freqnet"):
+        get_recipe("logdct-linear").net_config(True)
+
+
+def test_a_detector_with_the_prior_trains_calibrates_and_loads(tiny_build: Path, tmp_path: Path) -> None:
+    trained = train_from_build(tiny_build, tmp_path, "freqnet", target_fpr=TARGET_FPR, max_epochs=1,
+                               max_steps_per_epoch=2, surprise=True, log=lambda _: None)
+    card = json.loads(trained.card_path.read_text())
+    assert card["config"]["surprise"] is True
+    detector = Detector.from_card(trained.card_path)
+    assert float(detector.net.fusion[1]) > 0  # the fusion was fitted and travelled with the weights
+    val = _split_images(tiny_build, "val")
+    log_odds = detector.log_odds([image for _, _, image in val])
+    # the card's validation AP is that of the fused, calibrated scores the loaded detector gives
+    expected = average_precision_score([label for _, label, _ in val], log_odds)
+    assert card["metrics"]["val"]["ap"] == pytest.approx(expected, abs=1e-6)

@@ -83,8 +83,8 @@ def test_forensics_job_defaults() -> None:
     }
     assert validate_spec(TRAIN, {"real_dataset_ids": ["r"], "generated_dataset_ids": ["g"]}) == {
         "real_dataset_ids": ["r"], "generated_dataset_ids": ["g"], "arch": "freqnet", "val_fraction": 0.2,
-        "max_epochs": 20, "blur_prob": 0.5, "jpeg_prob": 0.5, "simulated_fake_prob": 0.0, "crop": 0,
-        "target_fpr": 0.01, "seed": 0, "batch_size": 64,
+        "max_epochs": 20, "blur_prob": 0.5, "jpeg_prob": 0.5, "simulated_fake_prob": 0.0, "surprise": False,
+        "crop": 0, "target_fpr": 0.01, "seed": 0, "batch_size": 64,
     }
     assert {queue_for(t) for t in (SPECTRUM, DETECT, TRAIN)} == {Queue.GPU}
 
@@ -131,6 +131,9 @@ def test_accepted_edge_values() -> None:
         (TRAIN, {"generated_dataset_ids": ["g"], "max_epochs": 0}, "1..1000"),
         (TRAIN, {"generated_dataset_ids": ["g"], "seed": -1}, "0..2147483647"),
         (TRAIN, {"generated_dataset_ids": ["g"], "seed": 1.0}, "must be int"),
+        (TRAIN, {"generated_dataset_ids": ["g"], "surprise": 1}, "must be bool"),
+        (TRAIN, {"generated_dataset_ids": ["g"], "surprise": True, "arch": "logdct-linear"},
+         "surprise is an option of arch 'freqnet', not of 'logdct-linear'"),
     ],
 )
 def test_invalid_forensics_specs_are_refused(job_type: JobType, spec: dict, message: str) -> None:

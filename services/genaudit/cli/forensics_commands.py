@@ -24,6 +24,10 @@ StepsOption = Annotated[int | None, typer.Option(help="Cap on steps per epoch (d
 SimulatedOption = Annotated[float | None, typer.Option(
     "--simulated-fakes", help="Share of fake training samples replaced by simulated upsampling fakes of training "
                               "reals (default: the recipe's, 0).")]
+SurpriseOption = Annotated[bool | None, typer.Option(
+    "--surprise/--no-surprise", help="freqnet: add the prior of the reals (a pixel predictor fitted on the training "
+                                     "reals; better on unseen generators, worse under JPEG) (default: the recipe's, "
+                                     "off).")]
 ThreadsOption = Annotated[int, typer.Option(help="torch CPU threads (results are reproducible for a thread count "
                                                  "on one machine; another CPU may round differently).")]
 
@@ -83,6 +87,7 @@ def train(
     epochs: EpochsOption = None,
     steps: StepsOption = None,
     simulated_fakes: SimulatedOption = None,
+    surprise: SurpriseOption = None,
     threads: ThreadsOption = 2,
 ) -> None:
     """Train a detector with Wang et al.'s recipe, calibrate it (temperature, threshold at a target FPR), save it."""
@@ -91,7 +96,7 @@ def train(
     _set_threads(threads)
     trained = train_from_build(build_dir, out, arch, scale=scale, name=name, families=_split_names(families),
                                target_fpr=target_fpr, max_epochs=epochs, max_steps_per_epoch=steps,
-                               simulated_fake_prob=simulated_fakes, log=_log)
+                               simulated_fake_prob=simulated_fakes, surprise=surprise, log=_log)
     console.print(f"detector [bold]{trained.card['version']}[/bold]: card {trained.card_path}")
 
 
@@ -108,6 +113,7 @@ def evaluate(
     seeds: Annotated[str, typer.Option(help="Training seeds of the leave-one-family-out rows (comma-separated; "
                                             "each trains every row again; empty: the recipe's).")] = "",
     simulated_fakes: SimulatedOption = None,
+    surprise: SurpriseOption = None,
     threads: ThreadsOption = 2,
 ) -> None:
     """Per-family AP/AUC/accuracies, robustness curves, and leave-one-family-out tables of every architecture."""
@@ -120,7 +126,7 @@ def evaluate(
         raise typer.BadParameter(f"seeds must be comma-separated integers, got {seeds!r}") from None
     evaluate_build(build_dir, out, card_path=card, archs=_split_names(archs) or (), scale=scale,
                    max_epochs=epochs, max_steps_per_epoch=steps, seeds=seed_list,
-                   simulated_fake_prob=simulated_fakes, log=_log)
+                   simulated_fake_prob=simulated_fakes, surprise=surprise, log=_log)
     console.print((out / "evaluation.md").read_text(), highlight=False)
 
 

@@ -4,7 +4,8 @@ A build (``genaudit.forensics.synth``) holds ``{train,val,test}/<family>/{0_real
 detector architecture says its config and two training scales: ``full`` (Wang et al.'s recipe as DESIGN.md
 section 5 gives it, for a GPU) and ``cpu`` (the same recipe with fewer epochs and steps, so that every recipe runs
 on 2 CPU cores in minutes; the card states which scale was used). Simulated upsampling fakes (``simulated``) are an
-option of every entry point (``simulated_fake_prob``), off in the recipes (see ``_WANG``).
+option of every entry point (``simulated_fake_prob``), off in the recipes (see ``_WANG``); so is FreqNet's prior of
+the reals (``surprise``, ``forensics.surprise``; see the freqnet recipe).
 
 ``train_from_build`` trains one architecture on every family's training images, then calibrates it on the
 validation images: the temperature by temperature scaling (``calibration.fit_temperature``) and the operating
@@ -24,6 +25,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,15 @@ class DetectorRecipe:
         simulated = config.simulated_fake_prob if simulated_fake_prob is None else simulated_fake_prob
         return replace(config, device=device, max_epochs=epochs, max_steps_per_epoch=steps,
                        simulated_fake_prob=simulated)
+
+    def net_config(self, surprise: bool | None = None) -> dict[str, Any]:
+        """The architecture's config, with FreqNet's surprise prior turned on or off (None = the recipe's);
+        InvalidArgument for ``surprise`` on an architecture without one."""
+        if surprise is None:
+            return dict(self.config)
+        if self.arch != "freqnet":
+            raise InvalidArgument(f"the surprise prior is an option of freqnet, not of {self.arch!r}")
+        return {**self.config, "surprise": surprise}
 
 
 # Blur and JPEG each with p = 0.5 (Wang et al.'s "Blur+JPEG (0.5)"): the more robust of their two settings, and
@@ -140,10 +151,10 @@ def _build_summary(build_dir: Path) -> dict[str, Any]:
             "build_scale": info.get("scale"), "families": sorted(info.get("families", {}))}
 
 
-def _make_net(recipe: DetectorRecipe, seed: int) -> torch.nn.Module:
+def _make_net(arch: str, config: dict[str, Any], seed: int) -> torch.nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return build_detector_net(recipe.arch, recipe.config)
+        return build_detector_net(arch, config)
 
 
 def _device(device: str | None) -> str:
@@ -161,7 +172,7 @@ def train_from_build(
     build_dir: Path, out_dir: Path, arch: str = "freqnet", *, scale: str = "cpu", name: str | None = None,
     families: Sequence[str] | None = None, target_fpr: float = 0.01, device: str | None = None,
     max_epochs: int | None = None, max_steps_per_epoch: int | None = None, simulated_fake_prob: float | None = None,
-    log: Log = print,
+    surprise: bool | None = None, log: Log = print,
 ) -> TrainedDetector:
     """Train ``arch`` on the build's training split (all families, or ``families``), calibrate it on the
     validation split, and write ``<name>.safetensors`` + ``<name>.json`` into ``out_dir``."""
@@ -170,21 +181,22 @@ def train_from_build(
     recipe = get_recipe(arch)
     config = recipe.training_config(scale, _device(device), max_epochs=max_epochs,
                                     max_steps_per_epoch=max_steps_per_epoch, simulated_fake_prob=simulated_fake_prob)
+    net_config = recipe.net_config(surprise)
     name = name or f"{arch}-forensynth"
     data = _build_summary(build_dir)
     train = load_split(build_dir, "train", families)
     val = load_split(build_dir, "val", families)
-    net = _make_net(recipe, config.seed)
+    net = _make_net(arch, net_config, config.seed)
     result = train_detector(net, train, val, config, log=log)
 
     # Calibrate on what the deployed Detector computes (its test-time crop, not the training crop).
-    val_logits = Detector(net, arch, recipe.config, device=config.device).logits(_as_tensor(val.images))
+    val_logits = Detector(net, arch, net_config, device=config.device).logits(_as_tensor(val.images))
     fitted = calibrate(val_logits, val.labels, target_fpr)
     temperature, threshold = fitted.temperature, fitted.threshold
 
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / f"{name}.safetensors"
-    full_config = get_detector_architecture(arch).validate_config(recipe.config)
+    full_config = get_detector_architecture(arch).validate_config(net_config)
     sha256 = save_detector(net.cpu(), weights, arch, full_config)
     card = {
         "name": name,
@@ -273,7 +285,8 @@ def plot_robustness(curves: dict[str, list[tuple[float, dict[str, float]]]], pat
 def evaluate_build(
     build_dir: Path, out_dir: Path, *, card_path: Path, archs: Sequence[str] = tuple(RECIPES), scale: str = "cpu",
     device: str | None = None, max_epochs: int | None = None, max_steps_per_epoch: int | None = None,
-    seeds: Sequence[int] | None = None, simulated_fake_prob: float | None = None, log: Log = print,
+    seeds: Sequence[int] | None = None, simulated_fake_prob: float | None = None, surprise: bool | None = None,
+    log: Log = print,
 ) -> dict[str, Any]:
     """Per-family table and robustness curves of the detector at ``card_path`` on the test split, and a
     leave-one-family-out table per architecture in ``archs``, its rows trained once per seed of ``seeds`` (None:
@@ -302,6 +315,7 @@ def evaluate_build(
         "lofo_scale": scale,
         "lofo_caps": {"max_epochs": max_epochs, "max_steps_per_epoch": max_steps_per_epoch},
         "lofo_simulated_fake_prob": simulated_fake_prob,
+        "lofo_surprise": surprise,
         "threads": torch.get_num_threads(),
         "device": device,
     }
@@ -310,6 +324,8 @@ def evaluate_build(
     train, val = load_split(build_dir, "train"), load_split(build_dir, "val")
     for arch in archs:
         recipe = get_recipe(arch)
+        # the prior is FreqNet's: the baselines' rows of the same evaluation keep their recipes
+        net_config = recipe.net_config(surprise if arch == "freqnet" else None)
         config = recipe.training_config(scale, device, max_epochs=max_epochs,
                                         max_steps_per_epoch=max_steps_per_epoch,
                                         simulated_fake_prob=simulated_fake_prob)
@@ -317,8 +333,8 @@ def evaluate_build(
         for seed in (config.seed,) if seeds is None else seeds:
             seeded = replace(config, seed=seed)
             log(f"leave-one-family-out: {arch}, seed {seed}")
-            rows = leave_one_family_out(lambda r=recipe, c=seeded: _make_net(r, c.seed), train, val, test, seeded,
-                                        log=log)
+            make_net = partial(_make_net, arch, net_config, seed)
+            rows = leave_one_family_out(make_net, train, val, test, seeded, log=log)
             table += lofo_table_rows(rows)
             _write_evaluation(document, out_dir)
     return document
@@ -350,7 +366,9 @@ def evaluation_markdown(document: dict[str, Any]) -> str:
     if document.get("lofo_simulated_fake_prob"):
         scale += f"; simulated fakes p {document['lofo_simulated_fake_prob']}"
     for arch, rows in document["leave_one_family_out"].items():
-        lines += [f"## Leave one family out: {arch} ({scale})", "", format_table(rows), ""]
+        prior = f"; surprise prior {'on' if document['lofo_surprise'] else 'off'}" \
+            if arch == "freqnet" and document.get("lofo_surprise") is not None else ""
+        lines += [f"## Leave one family out: {arch} ({scale}{prior})", "", format_table(rows), ""]
     return "\n".join(lines)
 
 

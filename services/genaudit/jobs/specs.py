@@ -153,6 +153,13 @@ def real_and_generated_disjoint(spec: dict[str, Any]) -> str:
     return f"datasets cannot be both real and generated: {both}" if both else ""
 
 
+def detector_training_spec(spec: dict[str, Any]) -> str:
+    """train_detector: disjoint real and generated datasets; the surprise prior only with freqnet."""
+    if spec["surprise"] and spec["arch"] != "freqnet":
+        return f"surprise is an option of arch 'freqnet', not of {spec['arch']!r}"
+    return real_and_generated_disjoint(spec)
+
+
 SHIPPED_PREFIX = "shipped:"
 # Generator architectures the unit jobs take: latent generators whose layers run once per forward pass (a
 # diffusion sampler runs its UNet once per step, so "share of samples with activation > 0" is undefined).
@@ -315,12 +322,15 @@ JOB_KINDS: dict[JobType, JobKind] = {
             # Share of the fake samples replaced by simulated upsampling fakes of the reals; off, as in the
             # detector recipes (better on unseen generators, worse on the trained ones: detector_recipes._WANG).
             "simulated_fake_prob": Field(float, 0.0, check=float_range(0.0, 1.0)),
+            # freqnet only: the prior of the reals (forensics.surprise); off, as in the detector recipes (better on
+            # unseen generators, worse under JPEG: the freqnet recipe's comment).
+            "surprise": Field(bool, False),
             "crop": Field(int, 0, check=training_crop),
             "target_fpr": Field(float, 0.01, check=float_range(0.0, 0.5, low_open=True)),
             "seed": Field(int, 0, check=int_range(0, 2**31 - 1)),
             "batch_size": Field(int, 64, check=int_range(1, 1024)),
         },
-        check=real_and_generated_disjoint,
+        check=detector_training_spec,
     ),
     JobType.UNIT_STATS: JobKind(
         queue=Queue.GPU,

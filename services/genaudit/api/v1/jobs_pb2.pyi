@@ -105,7 +105,7 @@ class DetectSpec(_message.Message):
     def __init__(self, dataset_ids: _Optional[_Iterable[str]] = ..., real_dataset_ids: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., batch_size: _Optional[int] = ...) -> None: ...
 
 class TrainDetectorSpec(_message.Message):
-    __slots__ = ("real_dataset_ids", "generated_dataset_ids", "arch", "val_fraction", "max_epochs", "blur_prob", "jpeg_prob", "crop", "target_fpr", "seed", "batch_size", "simulated_fake_prob")
+    __slots__ = ("real_dataset_ids", "generated_dataset_ids", "arch", "val_fraction", "max_epochs", "blur_prob", "jpeg_prob", "crop", "target_fpr", "seed", "batch_size", "simulated_fake_prob", "surprise")
     REAL_DATASET_IDS_FIELD_NUMBER: _ClassVar[int]
     GENERATED_DATASET_IDS_FIELD_NUMBER: _ClassVar[int]
     ARCH_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +118,7 @@ class TrainDetectorSpec(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     SIMULATED_FAKE_PROB_FIELD_NUMBER: _ClassVar[int]
+    SURPRISE_FIELD_NUMBER: _ClassVar[int]
     real_dataset_ids: _containers.RepeatedScalarFieldContainer[str]
     generated_dataset_ids: _containers.RepeatedScalarFieldContainer[str]
     arch: str
@@ -130,7 +131,8 @@ class TrainDetectorSpec(_message.Message):
     seed: int
     batch_size: int
     simulated_fake_prob: float
-    def __init__(self, real_dataset_ids: _Optional[_Iterable[str]] = ..., generated_dataset_ids: _Optional[_Iterable[str]] = ..., arch: _Optional[str] = ..., val_fraction: _Optional[float] = ..., max_epochs: _Optional[int] = ..., blur_prob: _Optional[float] = ..., jpeg_prob: _Optional[float] = ..., crop: _Optional[int] = ..., target_fpr: _Optional[float] = ..., seed: _Optional[int] = ..., batch_size: _Optional[int] = ..., simulated_fake_prob: _Optional[float] = ...) -> None: ...
+    surprise: bool
+    def __init__(self, real_dataset_ids: _Optional[_Iterable[str]] = ..., generated_dataset_ids: _Optional[_Iterable[str]] = ..., arch: _Optional[str] = ..., val_fraction: _Optional[float] = ..., max_epochs: _Optional[int] = ..., blur_prob: _Optional[float] = ..., jpeg_prob: _Optional[float] = ..., crop: _Optional[int] = ..., target_fpr: _Optional[float] = ..., seed: _Optional[int] = ..., batch_size: _Optional[int] = ..., simulated_fake_prob: _Optional[float] = ..., surprise: _Optional[bool] = ...) -> None: ...
 
 class UnitStatsSpec(_message.Message):
     __slots__ = ("generator", "arch", "sha256", "n_samples", "seed", "layers", "rate", "batch_size", "top_images")
