@@ -29,7 +29,8 @@ reals' spread, so neither scale decides alone. Training (and validation before t
 head's logit only.
 
 The default config has 274,817 parameters, the detector recipe's (``min_frequency`` 2, ``distance_dims`` 16)
-276,274 (a 1.1 MB float32 safetensors file). Inputs: (B, 3, H, W) in [0, 1]
+276,274 (a 1.1 MB float32 safetensors file); the surprise prior adds 4,742 (its predictor) and 2,356 fitted
+buffer values. Inputs: (B, 3, H, W) in [0, 1]
 with H, W multiples of 8 (16 and up recommended: the DCT branch then sees at least 2x2 blocks).
 """
 
