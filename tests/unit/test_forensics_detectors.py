@@ -59,7 +59,7 @@ def test_configs_are_validated() -> None:
     spec = DETECTOR_ARCHITECTURES["freqnet"]
     assert spec.validate_config(None) == {"dct_width": 64, "spatial_width": 32, "depth": 2, "gate": True,
                                           "spatial": True, "min_frequency": 0, "distance_dims": 0,
-                                          "surprise": False, "surprise_steps": 600}
+                                          "surprise": False, "surprise_steps": 3000}
     for config, message in (({"depth": 9}, "<= 4"), ({"gate": 1}, "must be bool"), ({"depth": True}, "must be int"),
                             ({"width": 3}, "unknown config keys")):
         with pytest.raises(InvalidArgument, match=message):

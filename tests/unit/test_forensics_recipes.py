@@ -7,6 +7,7 @@ Pillow, AP with scikit-learn, the temperature's optimality and the threshold's f
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,13 @@ from sklearn.metrics import average_precision_score
 from genaudit.errors import InvalidArgument
 from genaudit.features.weights import sha256_file
 from genaudit.forensics.detector import Detector
-from genaudit.forensics.detector_recipes import evaluate_build, evaluation_markdown, get_recipe, train_from_build
+from genaudit.forensics.detector_recipes import (
+    RECIPES,
+    evaluate_build,
+    evaluation_markdown,
+    get_recipe,
+    train_from_build,
+)
 from genaudit.forensics.synth import build_forensynth
 
 TARGET_FPR = 0.25  # the tiny build has 10 validation reals: 1% would be "no real above the threshold" only
@@ -133,11 +140,16 @@ def test_net_config_turns_freqnets_prior_on_or_off() -> None:
     assert recipe.net_config(True) == {**recipe.config, "surprise": True}
     assert recipe.net_config(False)["surprise"] is False
     assert get_recipe("logdct-linear").net_config(None) == get_recipe("logdct-linear").config
+    assert get_recipe("logdct-linear").net_config(False) == get_recipe("logdct-linear").config  # no prior to drop
     with pytest.raises(InvalidArgument, match="option of freqnet"):
         get_recipe("logdct-linear").net_config(True)
 
 
-def test_a_detector_with_the_prior_trains_calibrates_and_loads(tiny_build: Path, tmp_path: Path) -> None:
+def test_a_detector_with_the_prior_trains_calibrates_and_loads(tiny_build: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe = get_recipe("freqnet")
+    # a short fit of the prior's predictor: this test is about the plumbing, not about how well the prior fits
+    monkeypatch.setitem(RECIPES, "freqnet", replace(recipe, config={**recipe.config, "surprise_steps": 40}))
     trained = train_from_build(tiny_build, tmp_path, "freqnet", target_fpr=TARGET_FPR, max_epochs=1,
                                max_steps_per_epoch=2, surprise=True, log=lambda _: None)
     card = json.loads(trained.card_path.read_text())

@@ -79,8 +79,8 @@ class DetectorRecipe:
 
     def net_config(self, surprise: bool | None = None) -> dict[str, Any]:
         """The architecture's config, with FreqNet's surprise prior turned on or off (None = the recipe's);
-        InvalidArgument for ``surprise`` on an architecture without one."""
-        if surprise is None:
+        ``False`` leaves an architecture without a prior as it is, ``True`` is InvalidArgument there."""
+        if surprise is None or (not surprise and self.arch != "freqnet"):
             return dict(self.config)
         if self.arch != "freqnet":
             raise InvalidArgument(f"the surprise prior is an option of freqnet, not of {self.arch!r}")

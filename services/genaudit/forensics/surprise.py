@@ -80,11 +80,15 @@ def train_predictor(
     lr: float = 2e-3,
     log: Callable[[str], None] | None = None,
 ) -> list[float]:
-    """Fit ``predictor`` in place on ``reals`` (N, 3, H, W) in [0, 1] with Adam on :func:`gaussian_nll`, each step on
-    ``crop`` x ``crop`` windows (one random offset per step) of ``batch_size`` images drawn with replacement
-    (``torch``'s global generator: seed it for a reproducible fit). The predictor sees 5x5 neighbourhoods, so
-    small windows teach it as well as whole images, for a fraction of the compute. Returns the loss of every
-    step; the predictor is left in eval mode."""
+    """Fit ``predictor`` in place on ``reals`` (N, 3, H, W) in [0, 1] with Adam on :func:`gaussian_nll`, its learning
+    rate annealed from ``lr`` to 0 over the ``steps`` on a cosine, each step on ``crop`` x ``crop`` windows (one
+    random offset per step) of ``batch_size`` images drawn with replacement (``torch``'s global generator: seed it
+    for a reproducible fit). The predictor sees 5x5 neighbourhoods, so small windows teach it as well as whole
+    images, for a fraction of the compute. Returns the loss of every step; the predictor is left in eval mode.
+
+    The fit decides what the prior sees: with the predictor of dcgan's 1000 training reals of build fs-cpu6, the
+    distance's AP on unseen sr-bilinear was 0.61 after 600 steps at a constant rate and 0.83 after 3000 annealed
+    (docs/examples/surprise_prior_cpu.md)."""
     if reals.ndim != 4 or reals.shape[1] != 3 or len(reals) == 0:
         raise InvalidArgument(f"reals must be a non-empty (N, 3, H, W) batch, got {tuple(reals.shape)}")
     if steps < 1:
@@ -92,6 +96,7 @@ def train_predictor(
     crop = min(crop, reals.shape[2], reals.shape[3])
     device = next(predictor.parameters()).device
     optimizer = torch.optim.Adam(predictor.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     predictor.train()
     losses = []
     for step in range(steps):
@@ -101,6 +106,7 @@ def train_predictor(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        schedule.step()
         losses.append(float(loss.detach()))
         if log is not None and (step + 1) % 100 == 0:
             log(f"surprise predictor step {step + 1}/{steps}: loss {np.mean(losses[-100:]):.4f}")

@@ -141,7 +141,7 @@ class FreqNet(DetectorNet):
 
     def __init__(self, dct_width: int = 64, spatial_width: int = 32, depth: int = 2, gate: bool = True,
                  spatial: bool = True, min_frequency: int = 0, distance_dims: int = 0,
-                 surprise: bool = False, surprise_steps: int = 600, gate_penalty: float = GATE_PENALTY) -> None:
+                 surprise: bool = False, surprise_steps: int = 3000, gate_penalty: float = GATE_PENALTY) -> None:
         super().__init__()
         self.gate_penalty = gate_penalty
         self.surprise_steps = surprise_steps

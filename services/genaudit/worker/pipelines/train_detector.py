@@ -224,8 +224,7 @@ def _report(card: dict[str, Any], result: TrainResult) -> str:
 def run(job: Job, ctx: WorkerContext, progress: JobProgress) -> dict[str, str]:
     spec: dict[str, Any] = job.spec
     arch = spec["arch"]
-    config = get_detector_architecture(arch).validate_config(
-        get_recipe(arch).net_config(spec["surprise"] if arch == "freqnet" else None))
+    config = get_detector_architecture(arch).validate_config(get_recipe(arch).net_config(spec["surprise"]))
     device = resolve_device(ctx.settings.device)
     with torch.random.fork_rng(devices=[]):  # a seeded initialization, leaving the worker's state alone
         torch.manual_seed(spec["seed"])
