@@ -105,9 +105,10 @@ RECIPES: dict[str, DetectorRecipe] = {
             # Leave one family out at the CPU caps (4 epochs of 25 steps per row; docs/examples/
             # detector_evaluation_cpu.md), mean AP on unseen families: 0.653 with every DCT channel and a linear
             # head, 0.708 without the (u, v) with u + v < 2, 0.737 with the distance head, 0.780 with both.
-            # The surprise prior (net_config(surprise=True)) lifts that to 0.876 +- 0.010 over seeds 0-2 (0.794 +-
-            # 0.021 without, same build), but a six-family detector with it loses 7.1 AP at JPEG quality 60 (5.0
-            # without) and 1.1 of mean AP on the test split (docs/examples/surprise_prior_cpu.md): off here.
+            # The surprise prior (net_config(surprise=True), its predictor fitted for 3000 annealed steps) lifts
+            # that to 0.899 +- 0.003 over seeds 0-2 (0.794 +- 0.021 without, on an earlier build), but a six-family
+            # detector with it loses 5.7 AP at JPEG quality 60 (4.9 without, same build; docs/examples/
+            # surprise_prior_annealed_cpu.md): off here.
             arch="freqnet", config={"min_frequency": 2, "distance_dims": 16},
             full=replace(_WANG, crop=56),
             # 40 epochs: with validation at the training p, 14 epochs still improved at the last one.

@@ -50,7 +50,8 @@ DETECTOR_ARCHITECTURES: dict[str, DetectorSpec] = {
                                        "distance of k feature projections from the reals' centre (recipe: 16)"),
                 "surprise": Param(bool, False, doc="add a prior of the reals: a blind-spot pixel predictor fitted on "
                                   "the training reals and the Mahalanobis distance of its phase statistics"),
-                "surprise_steps": Param(int, 3000, 1, 100_000, doc="training steps of the surprise predictor"),
+                "surprise_steps": Param(int, 3000, 1, 100_000, doc="training steps of the surprise predictor (its "
+                                        "learning rate annealed to 0 over them on a cosine)"),
             },
         ),
         DetectorSpec(
