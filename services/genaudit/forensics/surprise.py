@@ -88,7 +88,7 @@ def train_predictor(
 
     The fit decides what the prior sees: with the predictor of dcgan's 1000 training reals of build fs-cpu6, the
     distance's AP on unseen sr-bilinear was 0.61 after 600 steps at a constant rate and 0.83 after 3000 annealed
-    (docs/examples/surprise_prior_cpu.md)."""
+    (docs/examples/surprise_prior_annealed_cpu.md)."""
     if reals.ndim != 4 or reals.shape[1] != 3 or len(reals) == 0:
         raise InvalidArgument(f"reals must be a non-empty (N, 3, H, W) batch, got {tuple(reals.shape)}")
     if steps < 1:
