@@ -1,0 +1,66 @@
+"""The JPEG comb detector against Pillow's encoder: its tables, and its scores on photo crops before and after."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from genaudit.data.offline_photos import load_photos, random_crops
+from genaudit.forensics.augment import blur, jpeg
+from genaudit.forensics.jpeg_traces import (
+    JPEG_SCORE_THRESHOLD,
+    ijg_luminance_steps,
+    jpeg_comb_score,
+    looks_jpeg_compressed,
+)
+
+
+@pytest.fixture(scope="module")
+def photo_crops() -> np.ndarray:
+    """200 uint8 (64, 64, 3) crops of the offline photos."""
+    return np.stack([np.asarray(c.convert("RGB")) for _, c in random_crops(load_photos(), 200, 64, seed=3)])
+
+
+def _batch(arrays: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(arrays)).permute(0, 3, 1, 2).float() / 255
+
+
+@pytest.mark.parametrize("quality", [30, 49, 50, 60, 75, 92, 100])
+def test_steps_are_the_tables_pillow_writes(quality: int) -> None:
+    image = Image.fromarray(np.random.default_rng(quality).integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    written = Image.open(io.BytesIO(buffer.getvalue())).quantization[0]  # luminance, natural order
+    assert ijg_luminance_steps(quality).reshape(-1).tolist() == [float(step) for step in written]
+
+
+@pytest.mark.parametrize("quality", [30, 60, 90])
+def test_jpeg_copies_score_high_and_their_sources_low(photo_crops: np.ndarray, quality: int) -> None:
+    clean = jpeg_comb_score(_batch(photo_crops))
+    compressed = jpeg_comb_score(_batch(np.stack([jpeg(c, quality) for c in photo_crops])))
+    # A few crops of the (JPEG) source photos fall on its 8x8 grid and keep its comb; almost all do not.
+    assert (clean > JPEG_SCORE_THRESHOLD).float().mean() < 0.03
+    # Flat crops keep too few coefficients off the zero tooth to show a comb; the rest must.
+    assert (compressed > JPEG_SCORE_THRESHOLD).float().mean() > 0.9
+    assert torch.equal(looks_jpeg_compressed(_batch(photo_crops[:8])), clean[:8] > JPEG_SCORE_THRESHOLD)
+
+
+def test_blurred_photos_are_not_taken_for_jpeg(photo_crops: np.ndarray) -> None:
+    # blur leaves many coefficients near 0: the zero tooth of a comb that is not there
+    blurred = jpeg_comb_score(_batch(np.stack([blur(c, 1.5) for c in photo_crops])))
+    assert (blurred > JPEG_SCORE_THRESHOLD).float().mean() < 0.03
+
+
+def test_noise_scores_near_zero_and_a_flat_image_scores_zero() -> None:
+    noise = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert jpeg_comb_score(noise).abs().max() < 0.1
+    assert torch.equal(jpeg_comb_score(torch.full((2, 3, 64, 64), 0.5)), torch.zeros(2))
+
+
+def test_sizes_that_are_not_multiples_of_8_are_cut_to_the_grid() -> None:
+    noise = torch.rand(2, 3, 70, 67, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(jpeg_comb_score(noise), jpeg_comb_score(noise[:, :, :64, :64]))
