@@ -59,7 +59,7 @@ def test_configs_are_validated() -> None:
     spec = DETECTOR_ARCHITECTURES["freqnet"]
     assert spec.validate_config(None) == {"dct_width": 64, "spatial_width": 32, "depth": 2, "gate": True,
                                           "spatial": True, "min_frequency": 0, "distance_dims": 0,
-                                          "surprise": False, "surprise_steps": 3000}
+                                          "surprise": False, "surprise_steps": 3000, "prior_weight": 2}
     for config, message in (({"depth": 9}, "<= 4"), ({"gate": 1}, "must be bool"), ({"depth": True}, "must be int"),
                             ({"width": 3}, "unknown config keys")):
         with pytest.raises(InvalidArgument, match=message):
@@ -74,7 +74,8 @@ def test_configs_are_validated() -> None:
 
 
 def _freqnet_parameters(dct_width: int, spatial_width: int, depth: int, gate: bool, spatial: bool,
-                        min_frequency: int, distance_dims: int, surprise: bool, surprise_steps: int) -> int:
+                        min_frequency: int, distance_dims: int, surprise: bool, surprise_steps: int,
+                        prior_weight: int) -> int:
     """Parameter count written out layer by layer (conv weights, batch-norm scale and shift, biases); the
     left-out channels (``min_frequency``) still have their weights, which see zeros."""
     def bn(c: int) -> int:

@@ -1,7 +1,7 @@
 """genaudit.forensics.surprise and FreqNet's surprise prior: the blind spot, phase statistics against a
 brute-force loop, Ledoit-Wolf and Mahalanobis against a textbook float64 implementation, a predictor of smooth
-images that flags upsampled ones, the fused logit against its parts, training through train_detector, and a
-save/load round trip."""
+images that flags upsampled ones, the fused logit against its parts (the head's alone on a JPEG), training
+through train_detector, and a save/load round trip."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
 from genaudit.errors import FailedPrecondition, InvalidArgument
+from genaudit.forensics.augment import jpeg
 from genaudit.forensics.datasets import LabelledImages
 from genaudit.forensics.detectors import build_detector_net, load_detector_net, save_detector
 from genaudit.forensics.evaluation import roc_auc
+from genaudit.forensics.jpeg_traces import looks_jpeg_compressed
 from genaudit.forensics.surprise import (
     BlindSpotPredictor,
     fit_gaussian,
@@ -38,6 +40,14 @@ def _smooth(n: int, side: int, seed: int) -> torch.Tensor:
     low, high = images.min(axis=(1, 2, 3), keepdims=True), images.max(axis=(1, 2, 3), keepdims=True)
     images = (images - low) / (high - low) + rng.normal(0, 0.01, images.shape)
     return torch.from_numpy(np.clip(images, 0, 1)).float()
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    return (x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+
+
+def _to_batch(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
 
 
 def test_a_pixel_never_informs_its_own_prediction() -> None:
@@ -122,7 +132,7 @@ def test_a_predictor_of_smooth_images_flags_upsampled_ones() -> None:
     assert roc_auc(scores, np.r_[np.zeros(40), np.ones(40)]) > 0.95
 
 
-def test_fused_logit_is_the_sum_of_the_standardized_parts() -> None:
+def test_fused_logit_is_the_weighted_sum_of_the_standardized_parts_and_the_head_alone_on_jpegs() -> None:
     torch.manual_seed(8)
     net = build_detector_net("freqnet", SMALL)
     reals, held_out, x = _smooth(48, 32, seed=9), _smooth(24, 32, seed=10), _smooth(6, 32, seed=11)
@@ -141,10 +151,18 @@ def test_fused_logit_is_the_sum_of_the_standardized_parts() -> None:
         d_held = net.surprise_distance(held_out).double().numpy()
         d_x = net.surprise_distance(x).double().numpy()
     assert not torch.allclose(fused, head_only)
+    assert not bool(looks_jpeg_compressed(x).any())
     assert torch.equal(net.head_logit(x), head_only)
-    expected = ((head_only.double().numpy() - head_held.mean()) / head_held.std(ddof=1)
-                + (d_x - d_held.mean()) / d_held.std(ddof=1))
+    head_z = (head_only.double().numpy() - head_held.mean()) / head_held.std(ddof=1)
+    expected = head_z + net.prior_weight * (d_x - d_held.mean()) / d_held.std(ddof=1)
+    assert net.prior_weight == 2  # the registry's default
     np.testing.assert_allclose(fused.double().numpy(), expected, rtol=1e-4, atol=1e-4)
+    # a JPEG'd image shows the quantization comb: its logit is the head's alone
+    compressed = _to_batch(np.stack([jpeg(image, 60) for image in _to_uint8(x)]))
+    assert bool(looks_jpeg_compressed(compressed).all())
+    with torch.no_grad():
+        head_compressed = (net.head_logit(compressed).double().numpy() - head_held.mean()) / head_held.std(ddof=1)
+        np.testing.assert_allclose(net(compressed).double().numpy(), head_compressed, rtol=1e-4, atol=1e-4)
     with pytest.raises(InvalidArgument, match="at least 2"):
         net.fit_fusion(held_out[:1])
     assert float(net.fusion[1]) > 0  # a refused refit leaves the fitted fusion in place
@@ -153,7 +171,7 @@ def test_fused_logit_is_the_sum_of_the_standardized_parts() -> None:
 def _set(n: int, side: int, seed: int) -> LabelledImages:
     reals = _smooth(n, side, seed)
     fakes = F.interpolate(_smooth(n, side // 2, seed + 100), scale_factor=2.0, mode="nearest")
-    images = (torch.cat([reals, fakes]).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    images = _to_uint8(torch.cat([reals, fakes]))
     labels = np.r_[np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.int64)]
     return LabelledImages(images, labels, np.full(2 * n, "f"), np.array([f"{i}" for i in range(2 * n)]))
 

@@ -23,10 +23,13 @@ Head: one linear layer on the pooled features of both branches, or (``distance_d
 Optionally (``surprise``), a prior of the reals that no training fake shaped is added after training
 (``genaudit.forensics.surprise``): a blind-spot pixel predictor fitted on the training reals alone
 (:meth:`FreqNet.fit_reals`, before the detector trains) and a Gaussian of the reals' phase statistics under it.
-Once :meth:`FreqNet.fit_fusion` has seen held-out reals, the eval-mode logit is the sum of the head's logit and
-the squared Mahalanobis distance, each standardized by its mean and std over those reals: both in units of the
-reals' spread, so neither scale decides alone. Training (and validation before the fusion is fitted) sees the
-head's logit only.
+Once :meth:`FreqNet.fit_fusion` has seen held-out reals, the eval-mode logit is the head's logit plus
+``prior_weight`` times the squared Mahalanobis distance, each standardized by its mean and std over those reals:
+both in units of the reals' spread, so neither scale decides alone. The prior models the pixels of images that
+never went through JPEG; JPEG rewrites exactly the neighbourhood statistics it measures, so on an image that
+shows JPEG's quantization comb (``genaudit.forensics.jpeg_traces``) its distance measures the compression, not a
+generator, and is left out: the logit is the head's alone there. Training (and validation before the fusion is
+fitted) sees the head's logit only.
 
 The default config has 274,817 parameters, the detector recipe's (``min_frequency`` 2, ``distance_dims`` 16)
 276,274 (a 1.1 MB float32 safetensors file); the surprise prior adds 4,742 (its predictor) and 2,356 fitted
@@ -46,6 +49,7 @@ from torchvision.models.resnet import BasicBlock
 from genaudit.errors import FailedPrecondition, InvalidArgument
 from genaudit.forensics.dct import ycbcr_block_dct
 from genaudit.forensics.detectors.base import DetectorNet
+from genaudit.forensics.jpeg_traces import looks_jpeg_compressed
 from genaudit.forensics.standardize import DCTChannelNorm
 from genaudit.forensics.surprise import (
     STATISTICS,
@@ -141,10 +145,12 @@ class FreqNet(DetectorNet):
 
     def __init__(self, dct_width: int = 64, spatial_width: int = 32, depth: int = 2, gate: bool = True,
                  spatial: bool = True, min_frequency: int = 0, distance_dims: int = 0,
-                 surprise: bool = False, surprise_steps: int = 3000, gate_penalty: float = GATE_PENALTY) -> None:
+                 surprise: bool = False, surprise_steps: int = 3000, prior_weight: int = 2,
+                 gate_penalty: float = GATE_PENALTY) -> None:
         super().__init__()
         self.gate_penalty = gate_penalty
         self.surprise_steps = surprise_steps
+        self.prior_weight = prior_weight
         # Derived from the config, not learned: not in the state dict, so weights files keep their tensors.
         self.register_buffer("allowed", allowed_dct_channels(min_frequency), persistent=False)
         self.register_buffer("dct_mean", torch.zeros(DCT_CHANNELS, 1, 1))
@@ -225,7 +231,9 @@ class FreqNet(DetectorNet):
         if self.surprise is None or self.training or not self.fusion[1] > 0:
             return logit
         head_mean, head_std, distance_mean, distance_std = self.fusion
-        return (logit - head_mean) / head_std + (self.surprise_distance(x) - distance_mean) / distance_std
+        prior = (self.surprise_distance(x) - distance_mean) / distance_std
+        prior = torch.where(looks_jpeg_compressed(x), torch.zeros_like(prior), prior)
+        return (logit - head_mean) / head_std + self.prior_weight * prior
 
     def head_logit(self, x: torch.Tensor) -> torch.Tensor:
         """(B,) the head's logit on both branches' pooled features, without the surprise prior."""

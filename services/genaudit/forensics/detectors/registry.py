@@ -52,6 +52,8 @@ DETECTOR_ARCHITECTURES: dict[str, DetectorSpec] = {
                                   "the training reals and the Mahalanobis distance of its phase statistics"),
                 "surprise_steps": Param(int, 3000, 1, 100_000, doc="training steps of the surprise predictor (its "
                                         "learning rate annealed to 0 over them on a cosine)"),
+                "prior_weight": Param(int, 2, 0, 8, doc="weight of the surprise prior's standardized distance in "
+                                      "the fused logit, next to the head's standardized logit (weight 1)"),
             },
         ),
         DetectorSpec(
