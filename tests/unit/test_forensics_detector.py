@@ -1,8 +1,9 @@
 """genaudit.forensics.Detector: calibration, test-time preprocessing (centre crops, mixed sizes, refusals),
-screening verdicts with their spectral evidence, loading from cards and the shipped default."""
+crops on the JPEG grid, screening verdicts with their spectral evidence, loading from cards and the shipped default."""
 
 from __future__ import annotations
 
+import io
 import math
 import shutil
 from pathlib import Path
@@ -12,10 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
+from genaudit.data.offline_photos import load_photos, random_crops
 from genaudit.errors import FailedPrecondition, IntegrityError, InvalidArgument
 from genaudit.forensics import Detector, spectral_evidence
 from genaudit.forensics import detector as detector_module
 from genaudit.forensics.detectors import build_detector_net, save_detector, write_card
+from genaudit.forensics.jpeg_traces import looks_jpeg_compressed
 from genaudit.gateway.screening import Screener
 
 SMALL_FREQNET = {"dct_width": 16, "spatial_width": 8, "depth": 1}
@@ -29,9 +32,10 @@ def _photo(width: int, height: int, seed: int, mode: str = "RGB") -> Image.Image
 
 
 def _expected_crop(image: Image.Image, side: int) -> np.ndarray:
-    """The centre window the detector must score, computed here from the definition."""
+    """The centre window the detector must score, computed here from the definition: the corner of the centred
+    window rounded down to multiples of 8."""
     array = np.asarray(image.convert("RGB"))
-    top, left = (array.shape[0] - side) // 2, (array.shape[1] - side) // 2
+    top, left = (array.shape[0] - side) // 2 // 8 * 8, (array.shape[1] - side) // 2 // 8 * 8
     return array[top : top + side, left : left + side].copy()
 
 
@@ -108,6 +112,18 @@ def test_too_small_images_are_refused(freqnet_detector: Detector) -> None:
         fixed.screen_batch([_photo(80, 50, 2)])
     with pytest.raises(InvalidArgument, match="expected PIL images"):
         freqnet_detector.logits([np.zeros((64, 64, 3), np.uint8)])
+
+
+def test_the_scored_crop_keeps_the_jpeg_grid_of_an_upload(freqnet_detector: Detector) -> None:
+    (_, photo), = random_crops(load_photos(), 1, 150, seed=5)
+    encoded = io.BytesIO()
+    # 141 x 150: a 128 px crop, whose centred window has its corner at (top, left) = (11, 6)
+    photo.convert("RGB").crop((0, 0, 141, 150)).save(encoded, "JPEG", quality=70)
+    upload = Image.open(io.BytesIO(encoded.getvalue()))
+    (crop,) = freqnet_detector.preprocess([upload])
+    assert crop.shape == (3, 128, 128)
+    assert bool(looks_jpeg_compressed(crop[None].float() / 255))
+    np.testing.assert_array_equal(crop.permute(1, 2, 0).numpy(), np.asarray(upload)[8:136, 0:128])
 
 
 def test_screen_batch_verdicts_carry_the_evidence_of_the_scored_crop(freqnet_detector: Detector) -> None:

@@ -3,9 +3,11 @@
 Test-time preprocessing follows Wang et al. (CVPR 2020): no resizing, which would blur away the traces of
 upsampling. Each image is converted to 8-bit RGB (``genaudit.images.to_rgb``) and centre-cropped to a square
 of side ``s``: the net's ``input_size`` when it has one, else the largest multiple of 16 not above
-``min(W, H, max_side)``; an image smaller than the side needed (``input_size``, else :data:`MIN_SIDE`) is
-refused with InvalidArgument. Images of different sizes are scored group by group (one group per ``s``), in
-batches of at most ``max_batch``, under ``torch.inference_mode()``.
+``min(W, H, max_side)``, its corner at the centred crop's rounded down to multiples of 8, so that the crop keeps
+the 8x8 block grid of a JPEG upload (FreqNet's prior stands aside on images that show JPEG's quantization comb on
+that grid, ``genaudit.forensics.jpeg_traces``); an image smaller than the side needed (``input_size``, else
+:data:`MIN_SIDE`) is refused with InvalidArgument. Images of different sizes are scored group by group (one
+group per ``s``), in batches of at most ``max_batch``, under ``torch.inference_mode()``.
 
 Calibration: ``probability = sigmoid(logit / temperature)`` (temperature scaling fitted on held-out data);
 ``threshold`` is the operating point on that probability (set by a target false-positive rate). Both come
@@ -27,7 +29,7 @@ from scipy.special import expit
 
 from genaudit.errors import FailedPrecondition, InvalidArgument
 from genaudit.forensics._inputs import check_batch, to_image_batch
-from genaudit.forensics.detectors.base import center_crop, center_offsets
+from genaudit.forensics.detectors.base import center_offsets
 from genaudit.forensics.detectors.io import load_detector_net, read_card
 from genaudit.forensics.detectors.registry import get_detector_architecture
 from genaudit.forensics.evidence import batch_spectral_evidence
@@ -42,6 +44,13 @@ DEFAULT_MAX_BATCH = 32
 MIN_SIDE = 32
 
 ImagesInput = Sequence[Image.Image] | torch.Tensor
+
+
+def grid_aligned_offsets(height: int, width: int, side: int) -> tuple[int, int]:
+    """(top, left) of the centred ``side`` x ``side`` window (``center_offsets``), each rounded down to a
+    multiple of 8."""
+    top, left = center_offsets(height, width, side)
+    return top // 8 * 8, left // 8 * 8
 
 
 class Detector:
@@ -116,14 +125,16 @@ class Detector:
         dtype for a (B, 3, H, W) tensor batch in [0, 1] (or uint8)."""
         if isinstance(images, torch.Tensor):
             batch = check_batch(to_image_batch(images), channels=3)
-            return list(center_crop(batch, self.crop_side(*batch.shape[-2:])).unbind(0))
+            side = self.crop_side(*batch.shape[-2:])
+            top, left = grid_aligned_offsets(*batch.shape[-2:], side)
+            return list(batch[..., top : top + side, left : left + side].unbind(0))
         crops = []
         for image in images:
             if not isinstance(image, Image.Image):
                 raise InvalidArgument(f"expected PIL images or a tensor batch, got {type(image).__name__}")
             rgb = to_rgb(image)
             side = self.crop_side(rgb.height, rgb.width)
-            top, left = center_offsets(rgb.height, rgb.width, side)
+            top, left = grid_aligned_offsets(rgb.height, rgb.width, side)
             window = np.array(rgb.crop((left, top, left + side, top + side)))
             crops.append(torch.from_numpy(window).permute(2, 0, 1))
         return crops
