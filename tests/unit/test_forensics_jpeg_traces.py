@@ -38,14 +38,15 @@ def test_steps_are_the_tables_pillow_writes(quality: int) -> None:
     assert ijg_luminance_steps(quality).reshape(-1).tolist() == [float(step) for step in written]
 
 
-@pytest.mark.parametrize("quality", [30, 60, 90])
-def test_jpeg_copies_score_high_and_their_sources_low(photo_crops: np.ndarray, quality: int) -> None:
+@pytest.mark.parametrize(("quality", "detected"), [(30, 0.9), (60, 0.9), (90, 0.9), (95, 0.75)])
+def test_jpeg_copies_score_high_and_their_sources_low(photo_crops: np.ndarray, quality: int, detected: float) -> None:
     clean = jpeg_comb_score(_batch(photo_crops))
     compressed = jpeg_comb_score(_batch(np.stack([jpeg(c, quality) for c in photo_crops])))
     # A few crops of the (JPEG) source photos fall on its 8x8 grid and keep its comb; almost all do not.
     assert (clean > JPEG_SCORE_THRESHOLD).float().mean() < 0.03
-    # Flat crops keep too few coefficients off the zero tooth to show a comb; the rest must.
-    assert (compressed > JPEG_SCORE_THRESHOLD).float().mean() > 0.9
+    # Flat crops keep too few coefficients off the zero tooth to show a comb (and at quality 95 only the highest
+    # frequencies have steps of 3 and more); the rest must.
+    assert (compressed > JPEG_SCORE_THRESHOLD).float().mean() > detected
     assert torch.equal(looks_jpeg_compressed(_batch(photo_crops[:8])), clean[:8] > JPEG_SCORE_THRESHOLD)
 
 

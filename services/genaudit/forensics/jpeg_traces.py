@@ -7,11 +7,11 @@ about one grey level of multiples of ``q``, which ``cos(2 pi c / q)`` turns into
 never went through JPEG has coefficients spread continuously over many steps, whose cosines average to about 0.
 
 :func:`jpeg_comb_score` takes the steps of the standard (IJG, Annex K) luminance table that libjpeg, and so
-Pillow, scales by quality, tries every quality from 30 to 92 (above that most steps are 1 or 2 and the comb is
-lost in the rounding noise) and returns the best mean cosine. Only coefficients with ``|c| >= q / 2`` count: a
+Pillow, scales by quality, tries every quality from 30 to 98 (at 99 and 100 every step is 1 or 2, a comb lost in
+the rounding noise) and returns the best mean cosine. Only coefficients with ``|c| >= q / 2`` count: a
 smooth image that never saw JPEG (a bilinear upsampling, a blurred photo) has many coefficients near 0, which
 would otherwise look like the comb's zero tooth. What it does not see: encoders with their own tables (many
-cameras), qualities above 92, and images cropped or resized after compression, which move the coefficients off
+cameras), qualities 99 and 100, and images cropped or resized after compression, which move the coefficients off
 the grid.
 """
 
@@ -37,13 +37,13 @@ IJG_LUMINANCE = (
     (49, 64, 78, 87, 103, 121, 120, 101),
     (72, 92, 95, 98, 112, 100, 103, 99),
 )
-QUALITIES = range(30, 93)
+QUALITIES = range(30, 99)
 # Steps below this are within a few rounding-noise widths of their neighbours: no comb to see.
 _MIN_STEP = 3
 # A score is only reported from this many coefficients off the zero tooth; flatter images score 0 (no evidence).
 _MIN_COEFFICIENTS = 32
-# Decision threshold of looks_jpeg_compressed: 99 % of uncompressed photo crops score below 0.2 (the few that
-# fall on their JPEG source photo's grid keep its comb), 95 % of their copies at quality 30 to 90 above 0.6
+# Decision threshold of looks_jpeg_compressed: 98 % of uncompressed photo crops score below 0.2 (the few that
+# fall on their JPEG source photo's grid keep its comb), most of their copies at quality 30 to 95 above 0.6
 # (tests/unit/test_forensics_jpeg_traces.py).
 JPEG_SCORE_THRESHOLD = 0.35
 
