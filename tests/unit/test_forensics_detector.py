@@ -18,7 +18,7 @@ from genaudit.errors import FailedPrecondition, IntegrityError, InvalidArgument
 from genaudit.forensics import Detector, spectral_evidence
 from genaudit.forensics import detector as detector_module
 from genaudit.forensics.detectors import build_detector_net, save_detector, write_card
-from genaudit.forensics.jpeg_traces import looks_jpeg_compressed
+from genaudit.forensics.jpeg_traces import JPEG_SCORE_THRESHOLD, jpeg_comb_score
 from genaudit.gateway.screening import Screener
 
 SMALL_FREQNET = {"dct_width": 16, "spatial_width": 8, "depth": 1}
@@ -122,7 +122,7 @@ def test_the_scored_crop_keeps_the_jpeg_grid_of_an_upload(freqnet_detector: Dete
     upload = Image.open(io.BytesIO(encoded.getvalue()))
     (crop,) = freqnet_detector.preprocess([upload])
     assert crop.shape == (3, 128, 128)
-    assert bool(looks_jpeg_compressed(crop[None].float() / 255))
+    assert float(jpeg_comb_score(crop[None].float() / 255)) > JPEG_SCORE_THRESHOLD
     np.testing.assert_array_equal(crop.permute(1, 2, 0).numpy(), np.asarray(upload)[8:136, 0:128])
 
 

@@ -19,7 +19,7 @@ from genaudit.forensics.augment import jpeg
 from genaudit.forensics.datasets import LabelledImages
 from genaudit.forensics.detectors import build_detector_net, load_detector_net, save_detector
 from genaudit.forensics.evaluation import roc_auc
-from genaudit.forensics.jpeg_traces import looks_jpeg_compressed
+from genaudit.forensics.jpeg_traces import looks_uncompressed
 from genaudit.forensics.surprise import (
     BlindSpotPredictor,
     fit_gaussian,
@@ -132,7 +132,7 @@ def test_a_predictor_of_smooth_images_flags_upsampled_ones() -> None:
     assert roc_auc(scores, np.r_[np.zeros(40), np.ones(40)]) > 0.95
 
 
-def test_fused_logit_is_the_weighted_sum_of_the_standardized_parts_and_the_head_alone_on_jpegs() -> None:
+def test_fused_logit_is_the_weighted_standardized_sum_and_the_head_alone_on_jpegs_and_flat_images() -> None:
     torch.manual_seed(8)
     net = build_detector_net("freqnet", SMALL)
     reals, held_out, x = _smooth(48, 32, seed=9), _smooth(24, 32, seed=10), _smooth(6, 32, seed=11)
@@ -151,18 +151,19 @@ def test_fused_logit_is_the_weighted_sum_of_the_standardized_parts_and_the_head_
         d_held = net.surprise_distance(held_out).double().numpy()
         d_x = net.surprise_distance(x).double().numpy()
     assert not torch.allclose(fused, head_only)
-    assert not bool(looks_jpeg_compressed(x).any())
+    assert bool(looks_uncompressed(x).all())
     assert torch.equal(net.head_logit(x), head_only)
     head_z = (head_only.double().numpy() - head_held.mean()) / head_held.std(ddof=1)
     expected = head_z + net.prior_weight * (d_x - d_held.mean()) / d_held.std(ddof=1)
     assert net.prior_weight == 2  # the registry's default
     np.testing.assert_allclose(fused.double().numpy(), expected, rtol=1e-4, atol=1e-4)
-    # a JPEG'd image shows the quantization comb: its logit is the head's alone
+    # a JPEG'd image (it shows the quantization comb) and a flat one (too flat to tell) get the head's logit alone
     compressed = _to_batch(np.stack([jpeg(image, 60) for image in _to_uint8(x)]))
-    assert bool(looks_jpeg_compressed(compressed).all())
+    unvouched = torch.cat([compressed, torch.full((1, 3, 32, 32), 0.5)])
+    assert not bool(looks_uncompressed(unvouched).any())
     with torch.no_grad():
-        head_compressed = (net.head_logit(compressed).double().numpy() - head_held.mean()) / head_held.std(ddof=1)
-        np.testing.assert_allclose(net(compressed).double().numpy(), head_compressed, rtol=1e-4, atol=1e-4)
+        head_unvouched = (net.head_logit(unvouched).double().numpy() - head_held.mean()) / head_held.std(ddof=1)
+        np.testing.assert_allclose(net(unvouched).double().numpy(), head_unvouched, rtol=1e-4, atol=1e-4)
     with pytest.raises(InvalidArgument, match="at least 2"):
         net.fit_fusion(held_out[:1])
     assert float(net.fusion[1]) > 0  # a refused refit leaves the fitted fusion in place

@@ -10,9 +10,11 @@ never went through JPEG has coefficients spread continuously over many steps, wh
 Pillow, scales by quality, tries every quality from 30 to 98 (at 99 and 100 every step is 1 or 2, a comb lost in
 the rounding noise) and returns the best mean cosine. Only coefficients with ``|c| >= q / 2`` count: a
 smooth image that never saw JPEG (a bilinear upsampling, a blurred photo) has many coefficients near 0, which
-would otherwise look like the comb's zero tooth. What it does not see: encoders with their own tables (many
-cameras), qualities 99 and 100, and images cropped or resized after compression, which move the coefficients off
-the grid.
+would otherwise look like the comb's zero tooth. An image too flat to keep enough such coefficients (a sky, or
+most flat crops after strong compression, which rounds their coefficients to 0) scores NaN: no evidence either
+way, so :func:`looks_uncompressed` does not vouch for it. What it does not see: encoders with their own tables
+(many cameras), qualities 99 and 100, and images cropped or resized after compression, which move the
+coefficients off the grid.
 """
 
 from __future__ import annotations
@@ -40,9 +42,9 @@ IJG_LUMINANCE = (
 QUALITIES = range(30, 99)
 # Steps below this are within a few rounding-noise widths of their neighbours: no comb to see.
 _MIN_STEP = 3
-# A score is only reported from this many coefficients off the zero tooth; flatter images score 0 (no evidence).
+# A score is only reported from this many coefficients off the zero tooth; flatter images score NaN (no evidence).
 _MIN_COEFFICIENTS = 32
-# Decision threshold of looks_jpeg_compressed: 98 % of uncompressed photo crops score below 0.2 (the few that
+# Decision threshold on the score: 98 % of uncompressed photo crops score below 0.2 (the few that
 # fall on their JPEG source photo's grid keep its comb), most of their copies at quality 30 to 95 above 0.6
 # (tests/unit/test_forensics_jpeg_traces.py).
 JPEG_SCORE_THRESHOLD = 0.35
@@ -68,22 +70,24 @@ def jpeg_comb_score(x: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) RGB in [0, 1] -> (B,) in [-1, 1]: the best, over the candidate qualities, mean of
     ``cos(2 pi c / q)`` over the AC luminance coefficients c with step q >= 3 and ``|c| >= q / 2``, on the
     block grid that starts at the top-left pixel (H and W are cut down to multiples of 8). About 0 for images that
-    never went through JPEG, near 1 for JPEG'd ones; 0 where fewer than 32 coefficients count."""
+    never went through JPEG, near 1 for JPEG'd ones; NaN where fewer than 32 coefficients count."""
     check_batch(x, channels=3)
     h, w = x.shape[2] // 8 * 8, x.shape[3] // 8 * 8
     luma = 255.0 * rgb_to_luma(x[:, :, :h, :w].double())
     coefficients = block_dct(luma[:, None], 8).flatten(2)  # (B, 64, blocks)
     coefficients[:, 0] = 0.0  # the DC term (block brightness) is shifted by JPEG's level shift: left out
     magnitudes = coefficients.abs()
-    best = torch.full((len(x),), -1.0, dtype=torch.float64, device=x.device)
+    best = torch.full((len(x),), math.nan, dtype=torch.float64, device=x.device)
     for steps in _candidate_steps().to(coefficients.device)[:, None, :, None]:  # (1, 64, 1) per quality
         counted = (steps >= _MIN_STEP) & (magnitudes >= steps / 2)
         count = counted.sum(dim=(1, 2))
         mean_cosine = (torch.cos(2 * math.pi * coefficients / steps) * counted).sum(dim=(1, 2)) / count.clamp(min=1)
-        best = torch.maximum(best, torch.where(count >= _MIN_COEFFICIENTS, mean_cosine, torch.zeros_like(mean_cosine)))
+        # fmax skips NaN: a quality with too few coefficients to tell takes no part in the best
+        best = torch.fmax(best, torch.where(count >= _MIN_COEFFICIENTS, mean_cosine, math.nan))
     return best.to(x.dtype)
 
 
-def looks_jpeg_compressed(x: torch.Tensor, threshold: float = JPEG_SCORE_THRESHOLD) -> torch.Tensor:
-    """(B,) bool: :func:`jpeg_comb_score` above ``threshold``."""
-    return jpeg_comb_score(x) > threshold
+def looks_uncompressed(x: torch.Tensor, threshold: float = JPEG_SCORE_THRESHOLD) -> torch.Tensor:
+    """(B,) bool: :func:`jpeg_comb_score` at most ``threshold``, the evidence that an image never went through
+    (IJG-table) JPEG; False for JPEG'd images and for those too flat to tell (score NaN)."""
+    return jpeg_comb_score(x) <= threshold

@@ -26,10 +26,11 @@ Optionally (``surprise``), a prior of the reals that no training fake shaped is 
 Once :meth:`FreqNet.fit_fusion` has seen held-out reals, the eval-mode logit is the head's logit plus
 ``prior_weight`` times the squared Mahalanobis distance, each standardized by its mean and std over those reals:
 both in units of the reals' spread, so neither scale decides alone. The prior models the pixels of images that
-never went through JPEG; JPEG rewrites exactly the neighbourhood statistics it measures, so on an image that
-shows JPEG's quantization comb (``genaudit.forensics.jpeg_traces``) its distance measures the compression, not a
-generator, and is left out: the logit is the head's alone there. Training (and validation before the fusion is
-fitted) sees the head's logit only.
+never went through JPEG; JPEG rewrites exactly the neighbourhood statistics it measures, so on a JPEG'd image its
+distance measures the compression, not a generator. It is kept only where the image shows evidence of never
+having been compressed (``genaudit.forensics.jpeg_traces.looks_uncompressed``: enough texture to see, and no
+quantization comb); elsewhere, JPEG'd images and those too flat to tell, the logit is the head's alone. Training
+(and validation before the fusion is fitted) sees the head's logit only.
 
 The default config has 274,817 parameters, the detector recipe's (``min_frequency`` 2, ``distance_dims`` 16)
 276,274 (a 1.1 MB float32 safetensors file); the surprise prior adds 4,742 (its predictor) and 2,356 fitted
@@ -49,7 +50,7 @@ from torchvision.models.resnet import BasicBlock
 from genaudit.errors import FailedPrecondition, InvalidArgument
 from genaudit.forensics.dct import ycbcr_block_dct
 from genaudit.forensics.detectors.base import DetectorNet
-from genaudit.forensics.jpeg_traces import looks_jpeg_compressed
+from genaudit.forensics.jpeg_traces import looks_uncompressed
 from genaudit.forensics.standardize import DCTChannelNorm
 from genaudit.forensics.surprise import (
     STATISTICS,
@@ -232,7 +233,7 @@ class FreqNet(DetectorNet):
             return logit
         head_mean, head_std, distance_mean, distance_std = self.fusion
         prior = (self.surprise_distance(x) - distance_mean) / distance_std
-        prior = torch.where(looks_jpeg_compressed(x), torch.zeros_like(prior), prior)
+        prior = torch.where(looks_uncompressed(x), prior, torch.zeros_like(prior))
         return (logit - head_mean) / head_std + self.prior_weight * prior
 
     def head_logit(self, x: torch.Tensor) -> torch.Tensor:
