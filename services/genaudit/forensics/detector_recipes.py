@@ -105,10 +105,10 @@ RECIPES: dict[str, DetectorRecipe] = {
             # Leave one family out at the CPU caps (4 epochs of 25 steps per row; docs/examples/
             # detector_evaluation_cpu.md), mean AP on unseen families: 0.653 with every DCT channel and a linear
             # head, 0.708 without the (u, v) with u + v < 2, 0.737 with the distance head, 0.780 with both.
-            # The surprise prior (net_config(surprise=True), its predictor fitted for 3000 annealed steps) lifts
-            # that to 0.899 +- 0.003 over seeds 0-2 (0.794 +- 0.021 without, on an earlier build), but a six-family
-            # detector with it loses 5.7 AP at JPEG quality 60 (4.9 without, same build; docs/examples/
-            # surprise_prior_annealed_cpu.md): off here.
+            # The surprise prior (net_config(surprise=True): weight 2, kept only on images that show no JPEG
+            # comb) lifts that above 0.90 (docs/examples/prior_jpeg_gate_cpu.md) and costs 0.1-0.15 AP at JPEG 60
+            # on a six-family detector; but its head's own JPEG 60 loss varies between runs (4.4 to 6.3), and the
+            # shipped detector is a run without it: off here until a detector trained with it is shipped.
             arch="freqnet", config={"min_frequency": 2, "distance_dims": 16},
             full=replace(_WANG, crop=56),
             # 40 epochs: with validation at the training p, 14 epochs still improved at the last one.
