@@ -15,13 +15,14 @@ import pytest
 from PIL import Image
 from sklearn.metrics import average_precision_score
 
-from genaudit.errors import InvalidArgument
+from genaudit.errors import FailedPrecondition, InvalidArgument
 from genaudit.features.weights import sha256_file
 from genaudit.forensics.detector import Detector
 from genaudit.forensics.detector_recipes import (
     RECIPES,
     evaluate_build,
     evaluation_markdown,
+    fit_prior_from_build,
     get_recipe,
     train_from_build,
 )
@@ -161,3 +162,28 @@ def test_a_detector_with_the_prior_trains_calibrates_and_loads(tiny_build: Path,
     # the card's validation AP is that of the fused, calibrated scores the loaded detector gives
     expected = average_precision_score([label for _, label, _ in val], log_odds)
     assert card["metrics"]["val"]["ap"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_a_prior_fitted_to_a_trained_freqnet_keeps_its_head_and_is_recalibrated(trained, tiny_build: Path,
+                                                                               tmp_path: Path) -> None:
+    source_bytes = (trained.card_path.parent / trained.card["weights_file"]).read_bytes()
+    card_path, card = fit_prior_from_build(trained.card_path, tiny_build, tmp_path, steps=40, log=lambda _: None)
+    assert card["config"]["surprise"] is True and card["config"]["surprise_steps"] == 40
+    assert card["prior"]["from_version"] == trained.card["version"] and card["version"] != trained.card["version"]
+    assert card["metrics"]["history"] == trained.card["metrics"]["history"]  # the head's training, unchanged
+    assert (trained.card_path.parent / trained.card["weights_file"]).read_bytes() == source_bytes
+    source, fused = Detector.from_card(trained.card_path), Detector.from_card(card_path)
+    val = _split_images(tiny_build, "val")
+    images = [image for _, _, image in val]
+    # the same head: with the prior's weight at 0 the fused logit is the head's, standardized over the val reals
+    fused.net.prior_weight = 0
+    head_mean, head_std = (float(v) for v in fused.net.fusion[:2])
+    np.testing.assert_allclose(fused.logits(images), (source.logits(images) - head_mean) / head_std, atol=1e-4)
+    fused.net.prior_weight = card["config"]["prior_weight"]
+    # recalibrated on the fused scores: the card's validation AP is that of the loaded detector
+    expected = average_precision_score([label for _, label, _ in val], fused.log_odds(images))
+    assert card["metrics"]["val"]["ap"] == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(FailedPrecondition, match="already has a surprise prior"):
+        fit_prior_from_build(card_path, tiny_build, tmp_path / "again", steps=40, log=lambda _: None)
+    with pytest.raises(InvalidArgument, match="would overwrite the source"):
+        fit_prior_from_build(trained.card_path, tiny_build, trained.card_path.parent, steps=40, log=lambda _: None)

@@ -1,7 +1,9 @@
-"""``genaudit forensics build | train | eval``: the detection benchmark we build ourselves, and our detectors on it.
+"""``genaudit forensics build | train | fit-prior | eval``: the detection benchmark we build ourselves, and our
+detectors on it.
 
 Library calls behind each command: ``forensics.synth.build_forensynth``, ``forensics.detector_recipes.
-train_from_build`` and ``forensics.detector_recipes.evaluate_build``. They run in this process (CPU, or the GPU
+train_from_build``, ``forensics.detector_recipes.fit_prior_from_build`` and ``forensics.detector_recipes.
+evaluate_build``. They run in this process (CPU, or the GPU
 when torch sees one); torch is imported inside the commands so that ``genaudit --help`` stays fast.
 """
 
@@ -98,6 +100,26 @@ def train(
                                target_fpr=target_fpr, max_epochs=epochs, max_steps_per_epoch=steps,
                                simulated_fake_prob=simulated_fakes, surprise=surprise, log=_log)
     console.print(f"detector [bold]{trained.card['version']}[/bold]: card {trained.card_path}")
+
+
+@forensics_app.command("fit-prior")
+def fit_prior(
+    card: Annotated[Path, typer.Option(help="Card (.json) of a trained freqnet without the prior.")],
+    build_dir: Annotated[Path, typer.Option("--build", help="The build it was trained on (its training and "
+                                                            "validation reals fit the prior).")],
+    out: Annotated[Path, typer.Option(help="Folder for the new <name>.safetensors and <name>.json.")],
+    name: Annotated[str | None, typer.Option(help="Model name (default: the card's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the prior's pixel predictor.")] = 0,
+    steps: Annotated[int | None, typer.Option(help="Training steps of the pixel predictor (default 3000).")] = None,
+    threads: ThreadsOption = 2,
+) -> None:
+    """Add the surprise prior of the reals to a trained freqnet (same head), recalibrate it, save it."""
+    from genaudit.forensics.detector_recipes import fit_prior_from_build
+
+    _set_threads(threads)
+    card_path, fitted = fit_prior_from_build(card, build_dir, out, name=name, seed=seed, steps=steps,
+                                              log=_log)
+    console.print(f"detector [bold]{fitted['version']}[/bold]: card {card_path}")
 
 
 @forensics_app.command("eval")

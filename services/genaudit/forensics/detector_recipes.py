@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -32,11 +33,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from genaudit.errors import InvalidArgument, NotFound
+from genaudit.errors import FailedPrecondition, InvalidArgument, NotFound
 from genaudit.forensics.calibration import calibrate
-from genaudit.forensics.datasets import load_split
+from genaudit.forensics.datasets import REAL, LabelledImages, load_split
 from genaudit.forensics.detector import Detector
-from genaudit.forensics.detectors.io import save_detector, write_card
+from genaudit.forensics.detectors.io import load_detector_net, read_card, save_detector, write_card
 from genaudit.forensics.detectors.registry import build_detector_net, get_detector_architecture
 from genaudit.forensics.evaluation import (
     detection_metrics,
@@ -44,9 +45,16 @@ from genaudit.forensics.evaluation import (
     format_table,
     leave_one_family_out,
     lofo_table_rows,
+    resolve_crop,
     robustness_curves,
 )
-from genaudit.forensics.training import TrainConfig, TrainResult, train_detector
+from genaudit.forensics.training import (
+    TrainConfig,
+    TrainResult,
+    fit_prior_fusion,
+    fit_prior_of_reals,
+    train_detector,
+)
 
 Log = Callable[[str], None]
 SCALES = ("full", "cpu")
@@ -192,47 +200,116 @@ def train_from_build(
     val = load_split(build_dir, "val", families)
     net = _make_net(arch, net_config, config.seed)
     result = train_detector(net, train, val, config, log=log)
-
-    # Calibrate on what the deployed Detector computes (its test-time crop, not the training crop).
-    val_logits = Detector(net, arch, net_config, device=config.device).logits(_as_tensor(val.images))
-    fitted = calibrate(val_logits, val.labels, target_fpr)
-    temperature, threshold = fitted.temperature, fitted.threshold
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    weights = out_dir / f"{name}.safetensors"
-    full_config = get_detector_architecture(arch).validate_config(net_config)
-    sha256 = save_detector(net.cpu(), weights, arch, full_config)
+    saved = _calibrate_and_save(net, arch, net_config, val, target_fpr, config.device, out_dir, name)
     card = {
-        "name": name,
-        "arch": arch,
-        "config": full_config,
-        "version": f"{name}-{sha256[:12]}",
+        **saved.fields,
         "description": recipe.description,
-        "temperature": temperature,
-        "threshold": threshold,
-        "target_fpr": target_fpr,
         "data": {**data, "train_families": list(train.family_names), "train_images": len(train),
                  "val_images": len(val)},
-        "recipe": {"training": config.to_dict(), "calibration": "temperature scaling on the validation split; "
-                   "threshold at target_fpr on its reals", "test_time": "no resizing; centre crop (Detector)"},
+        "recipe": {"training": config.to_dict(), "calibration": _CALIBRATION, "test_time": _TEST_TIME},
         "scale": _scale_note(scale, config),
-        "metrics": {"val": detection_metrics(fitted.log_odds, val.labels, threshold),
+        "metrics": {"val": saved.val_metrics,
                     "best_epoch": result.best_epoch, "stop_reason": result.stop_reason,
                     "training_seconds": round(result.seconds, 1),
                     "history": [vars(e) for e in result.history]},
-        "weights_file": weights.name,
-        "sha256": sha256,
-        "parameters": sum(p.numel() for p in net.parameters()),
-        "device": config.device,
-        "threads": torch.get_num_threads(),
-        "date": datetime.date.today().isoformat(),
         "command": f"genaudit forensics train --build <build> --arch {arch} --scale {scale} --out <dir>",
     }
     card_path = out_dir / f"{name}.json"
     write_card(card_path, card)
-    log(f"{name}: val AP {card['metrics']['val']['ap']:.3f}, T {temperature:.3f}, threshold {threshold:.3f} "
-        f"-> {card_path}")
+    log(f"{name}: val AP {saved.val_metrics['ap']:.3f}, T {card['temperature']:.3f}, threshold "
+        f"{card['threshold']:.3f} -> {card_path}")
     return TrainedDetector(card_path, card, result)
+
+
+_CALIBRATION = "temperature scaling on the validation split; threshold at target_fpr on its reals"
+_TEST_TIME = "no resizing; centre crop (Detector)"
+
+
+@dataclass(frozen=True)
+class _SavedWeights:
+    fields: dict[str, Any]  # the card fields that follow from the weights and their calibration
+    val_metrics: dict[str, float]
+
+
+def _calibrate_and_save(net: torch.nn.Module, arch: str, net_config: dict[str, Any], val: LabelledImages,
+                        target_fpr: float, device: str, out_dir: Path, name: str) -> _SavedWeights:
+    """Calibrate ``net`` on the validation split as the deployed Detector scores it (its test-time crop, not the
+    training crop), then write ``out_dir/<name>.safetensors``."""
+    val_logits = Detector(net, arch, net_config, device=device).logits(_as_tensor(val.images))
+    fitted = calibrate(val_logits, val.labels, target_fpr)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = out_dir / f"{name}.safetensors"
+    full_config = get_detector_architecture(arch).validate_config(net_config)
+    sha256 = save_detector(net.cpu(), weights, arch, full_config)
+    fields = {
+        "name": name, "arch": arch, "config": full_config, "version": f"{name}-{sha256[:12]}",
+        "temperature": fitted.temperature, "threshold": fitted.threshold, "target_fpr": target_fpr,
+        "weights_file": weights.name, "sha256": sha256, "parameters": sum(p.numel() for p in net.parameters()),
+        "device": device, "threads": torch.get_num_threads(), "date": datetime.date.today().isoformat(),
+    }
+    return _SavedWeights(fields, detection_metrics(fitted.log_odds, val.labels, fitted.threshold))
+
+
+def fit_prior_from_build(
+    card_path: Path, build_dir: Path, out_dir: Path, *, name: str | None = None, seed: int = 0,
+    steps: int | None = None, device: str | None = None, log: Log = print,
+) -> tuple[Path, dict[str, Any]]:
+    """Give the trained FreqNet at ``card_path`` (without a prior) FreqNet's surprise prior of the reals: the
+    same head weights, a pixel predictor and its Gaussian fitted on the build's training reals of the card's
+    families (seeded by ``seed``, as ``train_detector`` fits it before training a net), the fusion fitted on its
+    validation reals, then the temperature and threshold calibrated again (at the card's target FPR). Writes
+    ``<name>.safetensors`` + ``<name>.json`` (default: the card's name) into ``out_dir``, never over the source
+    detector's files, and returns the new card's path and the card. The new card keeps the source's data,
+    recipe and training history, and says where the prior came from (``prior``). ``steps``: the predictor's
+    training steps (default: the architecture's ``surprise_steps``)."""
+    source = read_card(card_path)
+    if source["arch"] != "freqnet":
+        raise InvalidArgument(f"the surprise prior is an option of freqnet, not of {source['arch']!r}")
+    if source["config"].get("surprise"):
+        raise FailedPrecondition(f"detector {source['version']} already has a surprise prior")
+    name = name or source.get("name") or card_path.stem
+    if (out_dir / f"{name}.json").resolve() == card_path.resolve():
+        raise InvalidArgument(f"{out_dir / name} would overwrite the source detector: choose another --out or --name")
+    started = time.perf_counter()
+    device = _device(device)
+    head = load_detector_net("freqnet", card_path.parent / source["weights_file"], source["config"],
+                             expected_sha256=source["sha256"])
+    net_config = {**source["config"], "surprise": True, **({} if steps is None else {"surprise_steps": steps})}
+    net = _make_net("freqnet", net_config, seed)
+    loaded = net.load_state_dict(head.state_dict(), strict=False)
+    prior_keys = set(net.state_dict()) - set(head.state_dict())
+    if loaded.unexpected_keys or set(loaded.missing_keys) != prior_keys:
+        raise FailedPrecondition(f"the head's weights do not fit a freqnet with a prior: {loaded}")
+    families = source.get("data", {}).get("train_families")
+    train, val = load_split(build_dir, "train", families), load_split(build_dir, "val", families)
+    crop = resolve_crop(net, train.images.shape[1], train.images.shape[2],
+                        source.get("recipe", {}).get("training", {}).get("crop"))
+    net.to(device).eval()
+    log(f"fitting the prior of {source['version']} on {int((train.labels == REAL).sum())} training reals "
+        f"({crop} px centre crops), its fusion on {int((val.labels == REAL).sum())} validation reals")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fit_prior_of_reals(net, train, crop, device, log=log)
+    fit_prior_fusion(net, val, device)
+    saved = _calibrate_and_save(net, "freqnet", net_config, val, source.get("target_fpr", 0.01), device, out_dir,
+                                name)
+    card = {
+        **source,
+        **saved.fields,
+        "metrics": {**source.get("metrics", {}), "val": saved.val_metrics},
+        "prior": {"from_version": source["version"], "from_sha256": source["sha256"],
+                  "build": _build_summary(build_dir), "seed": seed, "steps": net.surprise_steps,
+                  "train_reals": int((train.labels == REAL).sum()), "val_reals": int((val.labels == REAL).sum()),
+                  "crop": crop, "seconds": round(time.perf_counter() - started, 1)},
+        "command": f"{source.get('command', 'genaudit forensics train ...')}; then genaudit forensics fit-prior "
+                   "--card <card> --build <build> --out <dir>",
+    }
+    new_card_path = out_dir / f"{name}.json"
+    write_card(new_card_path, card)
+    log(f"{name}: val AP {saved.val_metrics['ap']:.3f} (without the prior "
+        f"{source.get('metrics', {}).get('val', {}).get('ap', float('nan')):.3f}), T {card['temperature']:.3f}, "
+        f"threshold {card['threshold']:.3f} -> {new_card_path}")
+    return new_card_path, card
 
 
 def _scale_note(scale: str, config: TrainConfig) -> str:

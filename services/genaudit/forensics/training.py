@@ -139,6 +139,27 @@ def _snapshot(net: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, d
     return weights, copy.deepcopy(optimizer.state_dict())
 
 
+def fit_prior_of_reals(net: nn.Module, train: LabelledImages, crop: int, device: torch.device | str,
+                       log: Callable[[str], None] | None = None) -> None:
+    """``net.fit_reals`` (a prior of the reals, e.g. FreqNet's surprise) on centre ``crop`` crops of the
+    training reals, the images the net trains on; nothing for a net without one. It draws from torch's global
+    generator: seed it for a reproducible prior."""
+    fit_reals = getattr(net, "fit_reals", None)
+    if fit_reals is not None:
+        reals = train.images[train.labels == REAL]
+        fit_reals(to_image_batch(center_crop_batch(reals, crop)).to(device), log=log)
+
+
+def fit_prior_fusion(net: nn.Module, val: LabelledImages, device: torch.device | str) -> None:
+    """``net.fit_fusion`` (the prior's fusion with the head) on the clean held-out reals, cropped as the deployed
+    net sees them; nothing for a net without a prior."""
+    fit_fusion = getattr(net, "fit_fusion", None)
+    if fit_fusion is not None:
+        val_reals = val.images[val.labels == REAL]
+        scored = resolve_crop(net, val_reals.shape[1], val_reals.shape[2])
+        fit_fusion(to_image_batch(center_crop_batch(val_reals, scored)).to(device))
+
+
 def train_detector(
     net: nn.Module,
     train: LabelledImages,
@@ -183,9 +204,7 @@ def train_detector(
         if fit_normalization is not None:
             fit_normalization(_CentreCrops(train.images, crop, config.batch_size, device))
         # a prior of the reals (FreqNet's surprise), fitted on the training reals alone before the net trains
-        fit_reals = getattr(net, "fit_reals", None)
-        if fit_reals is not None:
-            fit_reals(to_image_batch(center_crop_batch(train.images[real_positions], crop)).to(device), log=log)
+        fit_prior_of_reals(net, train, crop, device, log=log)
         optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
         lr = config.lr
         best_state = _snapshot(net, optimizer)
@@ -249,12 +268,7 @@ def train_detector(
 
     net.load_state_dict(best_state[0])
     net.eval()
-    # the prior's fusion with the head, standardized on the clean held-out reals as the deployed net sees them
-    fit_fusion = getattr(net, "fit_fusion", None)
-    if fit_fusion is not None:
-        val_reals = val.images[val.labels == REAL]
-        scored = resolve_crop(net, val_reals.shape[1], val_reals.shape[2])
-        fit_fusion(to_image_batch(center_crop_batch(val_reals, scored)).to(device))
+    fit_prior_fusion(net, val, device)
     seconds = time.perf_counter() - started
     log(f"best epoch {best_epoch}: val acc {best_accuracy:.4f}, val AP {best_ap:.4f} ({seconds:.1f} s, {stop_reason})")
     return TrainResult(
