@@ -13,8 +13,9 @@ from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 
 from genaudit.api.v1 import jobs_pb2
+from genaudit.gateway.convert import spec_from_proto, spec_to_proto
 from genaudit.jobs.models import JobType
-from genaudit.jobs.specs import JOB_KINDS
+from genaudit.jobs.specs import JOB_KINDS, validate_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTO_DIR = ROOT / "protos" / "genaudit" / "v1"
@@ -100,3 +101,17 @@ def test_every_job_type_has_a_spec_message_with_the_spec_fields() -> None:
         message = jobs_pb2.JobSpec.DESCRIPTOR.fields_by_name[str(job_type)].message_type
         assert set(message.fields_by_name) == set(kind.fields), job_type
         assert jobs_pb2.JobType.Value(f"JOB_TYPE_{job_type.name}") > 0
+
+
+def test_spec_fields_defaulting_to_none_are_optional_and_round_trip_unset_or_false() -> None:
+    for job_type, kind in JOB_KINDS.items():
+        message = jobs_pb2.JobSpec.DESCRIPTOR.fields_by_name[str(job_type)].message_type
+        for name, field in kind.fields.items():
+            if field.default is None:  # "the recipe's": only a field with presence can say "unset"
+                assert message.fields_by_name[name].has_presence, (job_type, name)
+    base = {"real_dataset_ids": ["r"], "generated_dataset_ids": ["g"]}
+    unset = validate_spec(JobType.TRAIN_DETECTOR, base)
+    assert unset["surprise"] is None
+    assert "surprise" not in spec_from_proto(spec_to_proto(JobType.TRAIN_DETECTOR, unset))[1]
+    off = validate_spec(JobType.TRAIN_DETECTOR, {**base, "surprise": False})
+    assert spec_from_proto(spec_to_proto(JobType.TRAIN_DETECTOR, off))[1]["surprise"] is False

@@ -83,7 +83,7 @@ def test_forensics_job_defaults() -> None:
     }
     assert validate_spec(TRAIN, {"real_dataset_ids": ["r"], "generated_dataset_ids": ["g"]}) == {
         "real_dataset_ids": ["r"], "generated_dataset_ids": ["g"], "arch": "freqnet", "val_fraction": 0.2,
-        "max_epochs": 20, "blur_prob": 0.5, "jpeg_prob": 0.5, "simulated_fake_prob": 0.0, "surprise": False,
+        "max_epochs": 20, "blur_prob": 0.5, "jpeg_prob": 0.5, "simulated_fake_prob": 0.0, "surprise": None,
         "crop": 0, "target_fpr": 0.01, "seed": 0, "batch_size": 64,
     }
     assert {queue_for(t) for t in (SPECTRUM, DETECT, TRAIN)} == {Queue.GPU}

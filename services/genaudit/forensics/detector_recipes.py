@@ -268,7 +268,8 @@ def fit_prior_from_build(
     if source["config"].get("surprise"):
         raise FailedPrecondition(f"detector {source['version']} already has a surprise prior")
     name = name or source.get("name") or card_path.stem
-    if (out_dir / f"{name}.json").resolve() == card_path.resolve():
+    source_files = {card_path.resolve(), (card_path.parent / source["weights_file"]).resolve()}
+    if {(out_dir / f"{name}.json").resolve(), (out_dir / f"{name}.safetensors").resolve()} & source_files:
         raise InvalidArgument(f"{out_dir / name} would overwrite the source detector: choose another --out or --name")
     started = time.perf_counter()
     device = _device(device)

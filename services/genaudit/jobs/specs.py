@@ -322,9 +322,8 @@ JOB_KINDS: dict[JobType, JobKind] = {
             # Share of the fake samples replaced by simulated upsampling fakes of the reals; off, as in the
             # detector recipes (better on unseen generators, worse on the trained ones: detector_recipes._WANG).
             "simulated_fake_prob": Field(float, 0.0, check=float_range(0.0, 1.0)),
-            # freqnet only: the prior of the reals (forensics.surprise); off, as in the detector recipes (the
-            # freqnet recipe's comment).
-            "surprise": Field(bool, False),
+            # freqnet only: the prior of the reals (forensics.surprise); None (unset): the detector recipe's.
+            "surprise": Field(bool, None),
             "crop": Field(int, 0, check=training_crop),
             "target_fpr": Field(float, 0.01, check=float_range(0.0, 0.5, low_open=True)),
             "seed": Field(int, 0, check=int_range(0, 2**31 - 1)),
