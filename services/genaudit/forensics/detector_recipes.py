@@ -272,6 +272,7 @@ def fit_prior_from_build(
     if {(out_dir / f"{name}.json").resolve(), (out_dir / f"{name}.safetensors").resolve()} & source_files:
         raise InvalidArgument(f"{out_dir / name} would overwrite the source detector: choose another --out or --name")
     started = time.perf_counter()
+    build = _build_summary(build_dir)  # NotFound for a folder that is no build, before any work
     device = _device(device)
     head = load_detector_net("freqnet", card_path.parent / source["weights_file"], source["config"],
                              expected_sha256=source["sha256"])
@@ -286,8 +287,9 @@ def fit_prior_from_build(
     crop = resolve_crop(net, train.images.shape[1], train.images.shape[2],
                         source.get("recipe", {}).get("training", {}).get("crop"))
     net.to(device).eval()
-    log(f"fitting the prior of {source['version']} on {int((train.labels == REAL).sum())} training reals "
-        f"({crop} px centre crops), its fusion on {int((val.labels == REAL).sum())} validation reals")
+    n_train_reals, n_val_reals = int((train.labels == REAL).sum()), int((val.labels == REAL).sum())
+    log(f"fitting the prior of {source['version']} on {n_train_reals} training reals ({crop} px centre crops), "
+        f"its fusion on {n_val_reals} validation reals")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         fit_prior_of_reals(net, train, crop, device, log=log)
@@ -299,8 +301,8 @@ def fit_prior_from_build(
         **saved.fields,
         "metrics": {**source.get("metrics", {}), "val": saved.val_metrics},
         "prior": {"from_version": source["version"], "from_sha256": source["sha256"],
-                  "build": _build_summary(build_dir), "seed": seed, "steps": net.surprise_steps,
-                  "train_reals": int((train.labels == REAL).sum()), "val_reals": int((val.labels == REAL).sum()),
+                  "build": build, "seed": seed, "steps": net.surprise_steps,
+                  "train_reals": n_train_reals, "val_reals": n_val_reals,
                   "crop": crop, "seconds": round(time.perf_counter() - started, 1)},
         "command": f"{source.get('command', 'genaudit forensics train ...')}; then genaudit forensics fit-prior "
                    "--card <card> --build <build> --out <dir>",
