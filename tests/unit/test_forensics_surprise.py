@@ -164,6 +164,8 @@ def test_fused_logit_is_the_weighted_standardized_sum_and_the_head_alone_on_jpeg
     with torch.no_grad():
         head_unvouched = (net.head_logit(unvouched).double().numpy() - head_held.mean()) / head_held.std(ddof=1)
         np.testing.assert_allclose(net(unvouched).double().numpy(), head_unvouched, rtol=1e-4, atol=1e-4)
+        mixed = net(torch.cat([unvouched[:2], x, unvouched[2:]])).double().numpy()  # each image gated on its own
+    np.testing.assert_allclose(mixed, np.r_[head_unvouched[:2], expected, head_unvouched[2:]], rtol=1e-4, atol=1e-4)
     with pytest.raises(InvalidArgument, match="at least 2"):
         net.fit_fusion(held_out[:1])
     assert float(net.fusion[1]) > 0  # a refused refit leaves the fitted fusion in place

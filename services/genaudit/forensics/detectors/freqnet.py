@@ -232,8 +232,11 @@ class FreqNet(DetectorNet):
         if self.surprise is None or self.training or not self.fusion[1] > 0:
             return logit
         head_mean, head_std, distance_mean, distance_std = self.fusion
-        prior = (self.surprise_distance(x) - distance_mean) / distance_std
-        prior = torch.where(looks_uncompressed(x), prior, torch.zeros_like(prior))
+        # the distance only of the images the gate keeps: a JPEG'd upload costs the head alone
+        kept = looks_uncompressed(x)
+        prior = torch.zeros_like(logit)
+        if kept.any():
+            prior[kept] = (self.surprise_distance(x[kept]) - distance_mean) / distance_std
         return (logit - head_mean) / head_std + self.prior_weight * prior
 
     def head_logit(self, x: torch.Tensor) -> torch.Tensor:
