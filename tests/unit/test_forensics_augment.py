@@ -128,6 +128,26 @@ def test_crop_and_flip_give_a_window_of_the_image() -> None:
     assert {y for y, _, _ in found} == set(range(5)) and {x for _, x, _ in found} == set(range(9))
 
 
+def test_a_grid_puts_every_crop_corner_on_it() -> None:
+    """With grid 8 a crop of a JPEG'd image (JPEG comes first) keeps its 8x8 block grid."""
+    img = _image(40, 48)
+    transform = TrainAugment(crop=24, blur_prob=0.0, jpeg_prob=0.0, grid=8)
+    rng = np.random.default_rng(7)
+    windows = {(y, x): img[y : y + 24, x : x + 24] for y in range(17) for x in range(25)}
+    corners = set()
+    for _ in range(200):
+        out = transform(img, rng)
+        corners.add(next(key for key, w in windows.items()
+                         if np.array_equal(out, w) or np.array_equal(out[:, ::-1], w)))
+    assert corners == {(y, x) for y in (0, 8, 16) for x in (0, 8, 16, 24)}
+    # the centre crop's corner is rounded down onto the grid: (40 - 24) // 2 = 8, (48 - 24) // 2 = 12 -> 8
+    np.testing.assert_array_equal(center_crop(img, 24, grid=8), img[8:32, 8:32])
+    np.testing.assert_array_equal(ValTransform(crop=24, blur_prob=0.0, jpeg_prob=0.0, grid=8)(img, rng),
+                                  img[8:32, 8:32])
+    with pytest.raises(InvalidArgument, match="grid"):
+        ValTransform(crop=8, grid=0)
+
+
 def test_seed_reproduces_the_augmented_sequence() -> None:
     img = _image()
     transform = TrainAugment(crop=24, blur_prob=0.5, jpeg_prob=0.5)

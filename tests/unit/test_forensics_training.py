@@ -255,6 +255,8 @@ def test_training_is_deterministic_for_a_seed() -> None:
 def test_bad_configs_and_sets_are_refused() -> None:
     with pytest.raises(InvalidArgument, match="lr_factor"):
         TrainConfig(lr_factor=1.5)
+    with pytest.raises(InvalidArgument, match="crop_grid"):
+        TrainConfig(crop_grid=0)
     only_reals = _set(8, 0, 8, seed=10)
     with pytest.raises(InvalidArgument, match="no fake"):
         train_detector(ChannelNet(), only_reals, _set(2, 2, 8, seed=11), TrainConfig(), log=_quiet)

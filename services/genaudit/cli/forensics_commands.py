@@ -28,8 +28,7 @@ SimulatedOption = Annotated[float | None, typer.Option(
                               "reals (default: the recipe's, 0).")]
 SurpriseOption = Annotated[bool | None, typer.Option(
     "--surprise/--no-surprise", help="freqnet: add the prior of the reals (a pixel predictor fitted on the training "
-                                     "reals; better on unseen generators, worse under JPEG) (default: the recipe's, "
-                                     "off).")]
+                                     "reals; kept only on images without JPEG traces) (default: the recipe's, on).")]
 ThreadsOption = Annotated[int, typer.Option(help="torch CPU threads (results are reproducible for a thread count "
                                                  "on one machine; another CPU may round differently).")]
 

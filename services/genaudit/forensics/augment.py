@@ -8,6 +8,11 @@ Training (``TrainAugment``), as in ``PeterWang512/CNNDetection`` ``data/datasets
 probability ``jpeg_prob`` a JPEG round trip at quality ~ U{30, ..., 100}; then a random ``crop`` x ``crop``
 window and a horizontal flip with probability 1/2. Validation (``ValTransform``) uses the same probabilities
 with the mid-range values their ``get_val_opt`` fixes, sigma 1.5 and quality 65, then a centre crop.
+
+``grid`` (both): the crop's corner is a multiple of ``grid`` pixels (the centre crop's rounded down to one). With
+8, a JPEG'd image keeps its 8x8 block grid on the crop's, as the deployed ``Detector`` keeps an upload's; with 1
+(Wang et al.'s), 1 crop in (grid / 8)^2 or so shares it, and a net whose input is a blockwise DCT learns JPEG
+off the grid but is tested on it.
 """
 
 from __future__ import annotations
@@ -93,12 +98,13 @@ def _check_crop(array: np.ndarray, crop: int) -> None:
         raise InvalidArgument(f"crop {crop} does not fit a {height}x{width} image")
 
 
-def center_crop(img: ImageInput, crop: int) -> np.ndarray:
-    """The central ``crop`` x ``crop`` window (top-left corner at ((H - crop) // 2, (W - crop) // 2))."""
+def center_crop(img: ImageInput, crop: int, grid: int = 1) -> np.ndarray:
+    """The central ``crop`` x ``crop`` window: top-left corner at ((H - crop) // 2, (W - crop) // 2), each
+    rounded down to a multiple of ``grid``."""
     array = as_rgb_array(img)
     _check_crop(array, crop)
-    top = (array.shape[0] - crop) // 2
-    left = (array.shape[1] - crop) // 2
+    top = (array.shape[0] - crop) // 2 // grid * grid
+    left = (array.shape[1] - crop) // 2 // grid * grid
     return array[top : top + crop, left : left + crop].copy()
 
 
@@ -108,6 +114,8 @@ def _check_transform(transform: TrainAugment | ValTransform) -> None:
             raise InvalidArgument(f"{name} must be in [0, 1], got {getattr(transform, name)}")
     if transform.crop <= 0:
         raise InvalidArgument(f"crop must be positive, got {transform.crop}")
+    if transform.grid < 1:
+        raise InvalidArgument(f"grid must be >= 1, got {transform.grid}")
 
 
 @dataclass(frozen=True)
@@ -121,6 +129,7 @@ class TrainAugment:
     crop: int
     blur_prob: float = 0.5
     jpeg_prob: float = 0.5
+    grid: int = 1
 
     def __post_init__(self) -> None:
         _check_transform(self)
@@ -132,8 +141,8 @@ class TrainAugment:
         sigma = rng.uniform(*BLUR_SIGMA_RANGE)
         do_jpeg = rng.random() < self.jpeg_prob
         quality = int(rng.integers(JPEG_QUALITY_RANGE[0], JPEG_QUALITY_RANGE[1] + 1))
-        top = int(rng.integers(0, array.shape[0] - self.crop + 1))
-        left = int(rng.integers(0, array.shape[1] - self.crop + 1))
+        top = self.grid * int(rng.integers(0, (array.shape[0] - self.crop) // self.grid + 1))
+        left = self.grid * int(rng.integers(0, (array.shape[1] - self.crop) // self.grid + 1))
         flip = rng.random() < 0.5
         if do_blur:
             array = blur(array, sigma)
@@ -157,6 +166,7 @@ class ValTransform:
     crop: int
     blur_prob: float = 0.5
     jpeg_prob: float = 0.5
+    grid: int = 1
 
     def __post_init__(self) -> None:
         _check_transform(self)
@@ -169,4 +179,4 @@ class ValTransform:
             array = blur(array, VAL_BLUR_SIGMA)
         if do_jpeg:
             array = jpeg(array, VAL_JPEG_QUALITY)
-        return center_crop(array, self.crop)
+        return center_crop(array, self.crop, self.grid)

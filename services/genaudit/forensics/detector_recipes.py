@@ -102,8 +102,8 @@ class DetectorRecipe:
 # families a detector trained on for those it did not: leave one family out at the CPU caps (4 x 25 steps),
 # seeds 0-2, mean AP on unseen families with / without: freqnet 79.4 / 78.1, logdct-linear 72.7 / 66.8,
 # spectrum-logistic 66.9 / 59.2 (resnet50-rgb, seed 0: 53.3 / 55.6); but freqnet trained on all six families with
-# them (one run) scored 93.5 mean AP on their test split (singan 81.8), the shipped one, trained without, 97.2
-# (singan 99.9). So they stay off here.
+# them (one run) scored 93.5 mean AP on their test split (singan 81.8), the one shipped then, trained without,
+# 97.2 (singan 99.9). So they stay off here.
 _WANG = TrainConfig(lr=1e-4, batch_size=64, max_epochs=100, patience=5, blur_prob=0.5, jpeg_prob=0.5)
 
 RECIPES: dict[str, DetectorRecipe] = {
@@ -113,14 +113,17 @@ RECIPES: dict[str, DetectorRecipe] = {
             # Leave one family out at the CPU caps (4 epochs of 25 steps per row; docs/examples/
             # detector_evaluation_cpu.md), mean AP on unseen families: 0.653 with every DCT channel and a linear
             # head, 0.708 without the (u, v) with u + v < 2, 0.737 with the distance head, 0.780 with both.
-            # The surprise prior (net_config(surprise=True): weight 2, kept only on images that show no JPEG
-            # comb) lifts that above 0.90 (docs/examples/prior_jpeg_gate_cpu.md) and costs 0.1-0.15 AP at JPEG 60
-            # on a six-family detector; but its head's own JPEG 60 loss varies between runs (4.4 to 6.3), and the
-            # shipped detector is a run without it: off here until a detector trained with it is shipped.
-            arch="freqnet", config={"min_frequency": 2, "distance_dims": 16},
-            full=replace(_WANG, crop=56),
+            # The surprise prior (weight 2, kept only on images that show no JPEG comb) lifts that above 0.90
+            # (docs/examples/prior_jpeg_gate_cpu.md) and costs 0.1-0.15 AP at JPEG 60 on a six-family detector.
+            # What a run loses at JPEG 60 is its head's. Crops on the 8x8 grid (crop_grid 8) keep a JPEG'd image's
+            # block grid on the DCT's, as the deployed Detector keeps an upload's; with Wang et al.'s free crops
+            # 77 of 81 crops of a 64 px image miss it, and the head learned JPEG off the grid: on the fs-cpu6
+            # build of 2026-12-04 the run with the prior lost 5.2 AP at JPEG 60 with free crops (the head of
+            # 2026-12-01 plus a prior fitted after) and 2.7 with grid crops (the shipped detector, one run).
+            arch="freqnet", config={"min_frequency": 2, "distance_dims": 16, "surprise": True},
+            full=replace(_WANG, crop=56, crop_grid=8),
             # 40 epochs: with validation at the training p, 14 epochs still improved at the last one.
-            cpu=replace(_WANG, crop=56, lr=1e-3, max_epochs=40, patience=3, max_steps_per_epoch=40),
+            cpu=replace(_WANG, crop=56, crop_grid=8, lr=1e-3, max_epochs=40, patience=3, max_steps_per_epoch=40),
             description="ours: learned selection of 8x8 YCbCr DCT channels + NPR residual branch",
         ),
         DetectorRecipe(

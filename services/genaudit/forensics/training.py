@@ -61,6 +61,7 @@ class TrainConfig:
     blur_prob: float = 0.5  # Wang et al.: 0.5 or 0.1
     jpeg_prob: float = 0.5
     crop: int | None = None  # None: the net's input_size, else the largest multiple of 8 in the image
+    crop_grid: int = 1  # the crops' corners on multiples of this (``augment.TrainAugment``'s grid)
     seed: int = 0
     device: str = "cpu"
     max_steps_per_epoch: int | None = None  # None: one pass over the training set
@@ -80,6 +81,7 @@ class TrainConfig:
             "jpeg_prob": 0 <= self.jpeg_prob <= 1,
             "simulated_fake_prob": 0 <= self.simulated_fake_prob <= 1,
             "max_steps_per_epoch": self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
+            "crop_grid": self.crop_grid >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -176,8 +178,9 @@ def train_detector(
     resolve_crop(net, val.images.shape[1], val.images.shape[2], crop)
     net.to(device)
     rng = np.random.default_rng(config.seed)
-    augment = TrainAugment(crop=crop, blur_prob=config.blur_prob, jpeg_prob=config.jpeg_prob)
-    val_transform = ValTransform(crop=crop, blur_prob=config.blur_prob, jpeg_prob=config.jpeg_prob)
+    augment = TrainAugment(crop=crop, blur_prob=config.blur_prob, jpeg_prob=config.jpeg_prob, grid=config.crop_grid)
+    val_transform = ValTransform(crop=crop, blur_prob=config.blur_prob, jpeg_prob=config.jpeg_prob,
+                                 grid=config.crop_grid)
     # A stream of its own, so the training sequence does not depend on the size of the validation set.
     val_rng = np.random.default_rng((config.seed, _VALIDATION_STREAM))
     val_images = np.stack([val_transform(img, val_rng) for img in val.images])
