@@ -224,7 +224,8 @@ def _report(card: dict[str, Any], result: TrainResult) -> str:
 def run(job: Job, ctx: WorkerContext, progress: JobProgress) -> dict[str, str]:
     spec: dict[str, Any] = job.spec
     arch = spec["arch"]
-    config = get_detector_architecture(arch).validate_config(get_recipe(arch).net_config(spec["surprise"]))
+    recipe = get_recipe(arch)
+    config = get_detector_architecture(arch).validate_config(recipe.net_config(spec["surprise"]))
     device = resolve_device(ctx.settings.device)
     with torch.random.fork_rng(devices=[]):  # a seeded initialization, leaving the worker's state alone
         torch.manual_seed(spec["seed"])
@@ -245,6 +246,7 @@ def run(job: Job, ctx: WorkerContext, progress: JobProgress) -> dict[str, str]:
 
     train_config = TrainConfig(batch_size=spec["batch_size"], max_epochs=spec["max_epochs"],
                                blur_prob=spec["blur_prob"], jpeg_prob=spec["jpeg_prob"], crop=spec["crop"] or None,
+                               crop_grid=recipe.full.crop_grid,  # the recipe's (one value at both scales)
                                simulated_fake_prob=spec["simulated_fake_prob"], seed=spec["seed"], device=str(device))
     epochs = 0
 
