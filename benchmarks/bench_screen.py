@@ -9,7 +9,7 @@ each measurement every client sends ``--warmup`` calls (model load, allocator an
 Latency is the client's wall time per call; throughput is completed calls per second over all clients.
 
     python benchmarks/bench_screen.py                          # shipped default detector
-    python benchmarks/bench_screen.py --model random-freqnet   # untrained freqnet, default config (same cost)
+    python benchmarks/bench_screen.py --model random-freqnet   # untrained freqnet, default config (no prior)
     python benchmarks/bench_screen.py --model path/to/card.json --clients 1,8 --seconds 3
     python benchmarks/bench_screen.py --torch-threads 1      # OMP_NUM_THREADS=1 in both server processes
 
