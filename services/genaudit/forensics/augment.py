@@ -11,8 +11,8 @@ with the mid-range values their ``get_val_opt`` fixes, sigma 1.5 and quality 65,
 
 ``grid`` (both): the crop's corner is a multiple of ``grid`` pixels (the centre crop's rounded down to one). With
 8, a JPEG'd image keeps its 8x8 block grid on the crop's, as the deployed ``Detector`` keeps an upload's; with 1
-(Wang et al.'s), 1 crop in (grid / 8)^2 or so shares it, and a net whose input is a blockwise DCT learns JPEG
-off the grid but is tested on it.
+(Wang et al.'s), about 1 crop in 64 shares it, and a net whose input is a blockwise DCT learns JPEG off the grid
+but is tested on it.
 """
 
 from __future__ import annotations
