@@ -105,6 +105,8 @@ class DetectorRecipe:
 # them (one run) scored 93.5 mean AP on their test split (singan 81.8), the one shipped then, trained without,
 # 97.2 (singan 99.9). So they stay off here.
 _WANG = TrainConfig(lr=1e-4, batch_size=64, max_epochs=100, patience=5, blur_prob=0.5, jpeg_prob=0.5)
+# freqnet's crops, on the 8x8 grid at both scales (the train_detector job reads the grid from the full one)
+_FREQNET_CROPS = replace(_WANG, crop=56, crop_grid=8)
 
 RECIPES: dict[str, DetectorRecipe] = {
     r.arch: r
@@ -121,9 +123,9 @@ RECIPES: dict[str, DetectorRecipe] = {
             # build of 2026-12-04 the run with the prior lost 5.2 AP at JPEG 60 with free crops (the head of
             # 2026-12-01 plus a prior fitted after) and 2.7 with grid crops (the shipped detector, one run).
             arch="freqnet", config={"min_frequency": 2, "distance_dims": 16, "surprise": True},
-            full=replace(_WANG, crop=56, crop_grid=8),
+            full=_FREQNET_CROPS,
             # 40 epochs: with validation at the training p, 14 epochs still improved at the last one.
-            cpu=replace(_WANG, crop=56, crop_grid=8, lr=1e-3, max_epochs=40, patience=3, max_steps_per_epoch=40),
+            cpu=replace(_FREQNET_CROPS, lr=1e-3, max_epochs=40, patience=3, max_steps_per_epoch=40),
             description="ours: learned selection of 8x8 YCbCr DCT channels + NPR residual branch",
         ),
         DetectorRecipe(
